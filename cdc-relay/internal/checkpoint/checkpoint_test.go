@@ -1,0 +1,225 @@
+package checkpoint
+
+import (
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// step is one event of a session, applied in order.
+type step struct {
+	begin     bool
+	publish   uint64 // a message with this delivery tag
+	commit    LSN
+	confirm   uint64
+	multiple  bool
+	fail      uint64
+	keepalive LSN
+	// want is the confirmed position after the step (0: not checked).
+	want LSN
+}
+
+func TestTrackerConfirmedPosition(t *testing.T) {
+	const start LSN = 1000
+	tests := []struct {
+		name  string
+		steps []step
+		final Positions
+	}{
+		{
+			name: "single-row transaction acked once confirmed",
+			steps: []step{
+				{begin: true}, {publish: 1}, {commit: 1100, want: start},
+				{confirm: 1, want: 1100},
+			},
+			final: Positions{Received: 1100, Confirmed: 1100},
+		},
+		{
+			name: "multi-row transaction waits for its last row",
+			steps: []step{
+				{begin: true}, {publish: 1}, {publish: 2}, {publish: 3}, {commit: 1200},
+				{confirm: 1, want: start}, {confirm: 2, want: start}, {confirm: 3, want: 1200},
+			},
+			final: Positions{Received: 1200, Confirmed: 1200},
+		},
+		{
+			name: "confirms of part of a transaction before its commit is read",
+			steps: []step{
+				{begin: true}, {publish: 1}, {publish: 2},
+				{confirm: 1}, {confirm: 2, want: start}, // COMMIT not read yet: more rows may follow
+				{publish: 3}, {commit: 1300, want: start},
+				{confirm: 3, want: 1300},
+			},
+			final: Positions{Received: 1300, Confirmed: 1300},
+		},
+		{
+			name: "confirms out of order acknowledge only the confirmed prefix of transactions",
+			steps: []step{
+				{begin: true}, {publish: 1}, {commit: 1100},
+				{begin: true}, {publish: 2}, {commit: 1200},
+				{begin: true}, {publish: 3}, {commit: 1300},
+				{confirm: 3, want: start}, {confirm: 2, want: start}, {confirm: 1, want: 1300},
+			},
+			final: Positions{Received: 1300, Confirmed: 1300},
+		},
+		{
+			name: "out of order inside a transaction",
+			steps: []step{
+				{begin: true}, {publish: 1}, {publish: 2}, {commit: 1100},
+				{begin: true}, {publish: 3}, {commit: 1200},
+				{confirm: 2, want: start}, {confirm: 3, want: start}, {confirm: 1, want: 1200},
+			},
+			final: Positions{Received: 1200, Confirmed: 1200},
+		},
+		{
+			name: "multiple confirm covers several transactions",
+			steps: []step{
+				{begin: true}, {publish: 1}, {commit: 1100},
+				{begin: true}, {publish: 2}, {publish: 3}, {commit: 1200},
+				{begin: true}, {publish: 4}, {commit: 1300},
+				{confirm: 3, multiple: true, want: 1200},
+				{confirm: 4, want: 1300},
+			},
+			final: Positions{Received: 1300, Confirmed: 1300},
+		},
+		{
+			name: "duplicate confirms change nothing",
+			steps: []step{
+				{begin: true}, {publish: 1}, {publish: 2}, {commit: 1100},
+				{confirm: 1}, {confirm: 1, want: start},
+				{confirm: 2, want: 1100}, {confirm: 2, want: 1100},
+			},
+			final: Positions{Received: 1100, Confirmed: 1100},
+		},
+		{
+			name: "a confirm that arrives before its publish is recorded still counts",
+			steps: []step{
+				{begin: true}, {publish: 1},
+				{confirm: 2}, {confirm: 1},
+				{publish: 2}, {commit: 1100, want: 1100},
+				{begin: true}, {confirm: 4, multiple: true}, {publish: 3}, {publish: 4}, {commit: 1200, want: 1200},
+			},
+			final: Positions{Received: 1200, Confirmed: 1200},
+		},
+		{
+			name: "keepalive while idle moves confirmed to the server position",
+			steps: []step{
+				{keepalive: 5000, want: 5000},
+				{keepalive: 4000, want: 5000}, // never backwards
+			},
+			final: Positions{Received: start, Confirmed: 5000, ServerEnd: 5000},
+		},
+		{
+			name: "keepalive while a transaction is open does not move confirmed",
+			steps: []step{
+				{begin: true}, {publish: 1},
+				{keepalive: 5000, want: start},
+				{confirm: 1, want: start},
+				{commit: 5100, want: 5100},
+			},
+			final: Positions{Received: 5100, Confirmed: 5100, ServerEnd: 5000},
+		},
+		{
+			name: "keepalive while messages are in flight waits for them",
+			steps: []step{
+				{begin: true}, {publish: 1}, {commit: 1100},
+				{keepalive: 5000, want: start},
+				{confirm: 1, want: 5000},
+			},
+			final: Positions{Received: 1100, Confirmed: 5000, ServerEnd: 5000},
+		},
+		{
+			name: "empty transactions (filtered tables) are acknowledged in order",
+			steps: []step{
+				{begin: true}, {publish: 1}, {commit: 1100},
+				{begin: true}, {commit: 1200, want: start}, // behind the unconfirmed one
+				{confirm: 1, want: 1200},
+				{begin: true}, {commit: 1300, want: 1300},
+			},
+			final: Positions{Received: 1300, Confirmed: 1300},
+		},
+		{
+			name: "a returned message is never acknowledged past, even when acked",
+			steps: []step{
+				{begin: true}, {publish: 1}, {commit: 1100},
+				{begin: true}, {publish: 2}, {publish: 3}, {commit: 1200},
+				{begin: true}, {publish: 4}, {commit: 1300},
+				{fail: 2}, {confirm: 1, want: 1100},
+				{confirm: 2}, {confirm: 3}, {confirm: 4, want: 1100},
+				{keepalive: 9000, want: 1100},
+			},
+			final: Positions{Received: 1300, Confirmed: 1100, ServerEnd: 9000, InFlight: 1, Unacked: 2},
+		},
+		{
+			name: "a nack inside a multiple ack stops the prefix there",
+			steps: []step{
+				{begin: true}, {publish: 1}, {commit: 1100},
+				{begin: true}, {publish: 2}, {commit: 1200},
+				{fail: 2}, {confirm: 2, multiple: true, want: 1100},
+			},
+			final: Positions{Received: 1200, Confirmed: 1100, InFlight: 1, Unacked: 1},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			tr := New(start)
+			for i, s := range tt.steps {
+				switch {
+				case s.begin:
+					require.NoError(t, tr.Begin(), "step %d", i)
+				case s.publish != 0:
+					require.NoError(t, tr.Published(s.publish), "step %d", i)
+				case s.commit != 0:
+					require.NoError(t, tr.Commit(s.commit), "step %d", i)
+				case s.confirm != 0:
+					tr.Confirm(s.confirm, s.multiple)
+				case s.fail != 0:
+					tr.Fail(s.fail)
+				case s.keepalive != 0:
+					tr.Keepalive(s.keepalive)
+				}
+				if s.want != 0 {
+					require.Equal(t, s.want, tr.Positions().Confirmed, "confirmed after step %d %+v", i, s)
+				}
+			}
+			got := tr.Positions()
+			got.ConfirmedMessages = 0
+			assert.Equal(t, tt.final, got)
+		})
+	}
+}
+
+func TestTrackerRejectsProtocolViolations(t *testing.T) {
+	tests := []struct {
+		name string
+		run  func(*Tracker) error
+	}{
+		{"message outside a transaction", func(tr *Tracker) error { return tr.Published(1) }},
+		{"commit without begin", func(tr *Tracker) error { return tr.Commit(10) }},
+		{"begin twice", func(tr *Tracker) error { _ = tr.Begin(); return tr.Begin() }},
+		{"tags going backwards", func(tr *Tracker) error {
+			_ = tr.Begin()
+			_ = tr.Published(2)
+			return tr.Published(2)
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			require.Error(t, tt.run(New(1)))
+		})
+	}
+}
+
+func TestTrackerCountsConfirmedMessages(t *testing.T) {
+	tr := New(1)
+	require.NoError(t, tr.Begin())
+	for seq := uint64(1); seq <= 3; seq++ {
+		require.NoError(t, tr.Published(seq))
+	}
+	require.NoError(t, tr.Commit(50))
+	tr.Confirm(3, true)
+	p := tr.Positions()
+	assert.Equal(t, uint64(3), p.ConfirmedMessages)
+	assert.True(t, p.Idle())
+}

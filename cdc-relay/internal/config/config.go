@@ -1,0 +1,281 @@
+// Package config turns the environment and command-line flags into the relay's
+// typed Config (design §4.1). It is the only package that reads the
+// environment: everything else receives a Config.
+package config
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/url"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgconn"
+	amqp "github.com/rabbitmq/amqp091-go"
+)
+
+// Config is the effective configuration of one relay process.
+type Config struct {
+	// DatabaseURL is a plain Postgres URL (or keyword/value string) of the
+	// database whose outbox is relayed. The relay adds replication=database
+	// itself for its stream connection.
+	DatabaseURL string
+	// AMQPURL is the RabbitMQ URL, amqp:// or amqps://.
+	AMQPURL string
+	// Slot is the logical replication slot the relay reads from (created when missing).
+	Slot string
+	// Publication holds the outbox table (created before the slot when missing).
+	Publication string
+	// Table is the outbox table, schema-qualified.
+	Table Table
+	// Exchange is the durable topic exchange every message is published to.
+	Exchange string
+	// HTTPAddr serves /livez, /readyz, /metrics and /status.
+	HTTPAddr string
+	// MaxInFlight bounds the messages published but not yet confirmed by the
+	// broker; when it is reached the relay stops reading the WAL stream.
+	MaxInFlight int
+	// HeartbeatInterval is how often an idle relay reports its position to
+	// Postgres and checks that the stream is alive.
+	HeartbeatInterval time.Duration
+	// LogFormat is "json" or "text".
+	LogFormat string
+	// LogLevel is debug, info, warn or error.
+	LogLevel slog.Level
+}
+
+// Table is a schema-qualified table name.
+type Table struct {
+	Schema string
+	Name   string
+}
+
+// String returns schema.name, unquoted.
+func (t Table) String() string { return t.Schema + "." + t.Name }
+
+// Defaults of design §4.1.
+const (
+	DefaultSlot              = "cdc_relay"
+	DefaultPublication       = "cdc_relay_outbox"
+	DefaultTable             = "public.outbox"
+	DefaultExchange          = "saga"
+	DefaultHTTPAddr          = ":9400"
+	DefaultMaxInFlight       = 1000
+	DefaultHeartbeatInterval = 10 * time.Second
+	DefaultLogFormat         = "json"
+	DefaultLogLevel          = "info"
+
+	// maxMaxInFlight caps the window: amqp091 keeps a record per unconfirmed
+	// message and the relay's memory must stay bounded by the window.
+	maxMaxInFlight = 100_000
+)
+
+// Error is a configuration error. Its message is one line naming the
+// variable (and flag) and what to do.
+type Error struct {
+	Env, Flag string
+	Problem   string
+}
+
+func (e *Error) Error() string {
+	return fmt.Sprintf("config: %s (--%s): %s", e.Env, e.Flag, e.Problem)
+}
+
+// ErrHelp is returned when -h or --help was asked for; usage has been printed.
+var ErrHelp = flag.ErrHelp
+
+type option struct {
+	env, flag, def, usage string
+}
+
+var options = []option{
+	{"CDC_RELAY_DATABASE_URL", "database-url", "", "Postgres URL of the database whose outbox is relayed (required)"},
+	{"CDC_RELAY_AMQP_URL", "amqp-url", "", "RabbitMQ URL, amqp:// or amqps:// (required)"},
+	{"CDC_RELAY_SLOT", "slot", DefaultSlot, "logical replication slot"},
+	{"CDC_RELAY_PUBLICATION", "publication", DefaultPublication, "publication that holds the outbox table"},
+	{"CDC_RELAY_TABLE", "table", DefaultTable, "outbox table, schema-qualified"},
+	{"CDC_RELAY_EXCHANGE", "exchange", DefaultExchange, "topic exchange messages are published to"},
+	{"CDC_RELAY_HTTP_ADDR", "http-addr", DefaultHTTPAddr, "address of /livez, /readyz, /metrics, /status"},
+	{"CDC_RELAY_MAX_IN_FLIGHT", "max-in-flight", strconv.Itoa(DefaultMaxInFlight), "unconfirmed messages before the relay stops reading"},
+	{"CDC_RELAY_HEARTBEAT_INTERVAL", "heartbeat-interval", DefaultHeartbeatInterval.String(), "status and heartbeat interval"},
+	{"CDC_RELAY_LOG_FORMAT", "log-format", DefaultLogFormat, "json or text"},
+	{"CDC_RELAY_LOG_LEVEL", "log-level", DefaultLogLevel, "debug, info, warn or error"},
+}
+
+// Parse reads the environment through getenv, then args (flags override the
+// environment), and validates the result. Usage goes to usage on -h.
+func Parse(name string, args []string, getenv func(string) string, usage io.Writer) (Config, error) {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(usage)
+	vals := make(map[string]*string, len(options))
+	for _, o := range options {
+		v := getenv(o.env)
+		if v == "" {
+			v = o.def
+		}
+		vals[o.env] = fs.String(o.flag, v, o.usage+" ($"+o.env+")")
+	}
+	if err := fs.Parse(args); err != nil {
+		return Config{}, err
+	}
+	if fs.NArg() > 0 {
+		return Config{}, fmt.Errorf("config: unexpected argument %q", fs.Arg(0))
+	}
+	get := func(env string) string { return strings.TrimSpace(*vals[env]) }
+
+	var errs []error
+	bad := func(env, problem string) {
+		for _, o := range options {
+			if o.env == env {
+				errs = append(errs, &Error{Env: env, Flag: o.flag, Problem: problem})
+				return
+			}
+		}
+	}
+	c := Config{
+		DatabaseURL: get("CDC_RELAY_DATABASE_URL"),
+		AMQPURL:     get("CDC_RELAY_AMQP_URL"),
+		Slot:        get("CDC_RELAY_SLOT"),
+		Publication: get("CDC_RELAY_PUBLICATION"),
+		Exchange:    get("CDC_RELAY_EXCHANGE"),
+		HTTPAddr:    get("CDC_RELAY_HTTP_ADDR"),
+		LogFormat:   get("CDC_RELAY_LOG_FORMAT"),
+	}
+	if t, err := ParseTable(get("CDC_RELAY_TABLE")); err != nil {
+		bad("CDC_RELAY_TABLE", err.Error())
+	} else {
+		c.Table = t
+	}
+	if n, err := strconv.Atoi(get("CDC_RELAY_MAX_IN_FLIGHT")); err != nil {
+		bad("CDC_RELAY_MAX_IN_FLIGHT", fmt.Sprintf("%q is not a whole number", get("CDC_RELAY_MAX_IN_FLIGHT")))
+	} else {
+		c.MaxInFlight = n
+	}
+	if d, err := time.ParseDuration(get("CDC_RELAY_HEARTBEAT_INTERVAL")); err != nil {
+		bad("CDC_RELAY_HEARTBEAT_INTERVAL", fmt.Sprintf("%q is not a duration such as 10s", get("CDC_RELAY_HEARTBEAT_INTERVAL")))
+	} else {
+		c.HeartbeatInterval = d
+	}
+	if err := c.LogLevel.UnmarshalText([]byte(get("CDC_RELAY_LOG_LEVEL"))); err != nil {
+		bad("CDC_RELAY_LOG_LEVEL", fmt.Sprintf("%q is not one of debug, info, warn, error", get("CDC_RELAY_LOG_LEVEL")))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return Config{}, err
+	}
+	return c, c.Validate()
+}
+
+var identRE = regexp.MustCompile(`^[a-z_][a-z0-9_]{0,62}$`)
+
+// ParseTable parses "schema.table" or "table" (schema public). Names are
+// taken as Postgres folds unquoted identifiers: lower-case letters, digits, _.
+func ParseTable(s string) (Table, error) {
+	schema, name, ok := strings.Cut(s, ".")
+	if !ok {
+		schema, name = "public", s
+	}
+	if !identRE.MatchString(schema) || !identRE.MatchString(name) {
+		return Table{}, fmt.Errorf("%q is not a table name such as public.outbox (lower-case letters, digits and _)", s)
+	}
+	return Table{Schema: schema, Name: name}, nil
+}
+
+// Validate checks every field and names the first bad one.
+func (c Config) Validate() error {
+	var errs []error
+	bad := func(env, flagName, problem string) {
+		errs = append(errs, &Error{Env: env, Flag: flagName, Problem: problem})
+	}
+	switch {
+	case c.DatabaseURL == "":
+		bad("CDC_RELAY_DATABASE_URL", "database-url", "is required: a Postgres URL such as postgres://relay@db:5432/orders")
+	default:
+		if _, err := pgconn.ParseConfig(c.DatabaseURL); err != nil {
+			bad("CDC_RELAY_DATABASE_URL", "database-url", "is not a valid Postgres URL: "+maskErr(err.Error(), c.DatabaseURL))
+		}
+	}
+	switch {
+	case c.AMQPURL == "":
+		bad("CDC_RELAY_AMQP_URL", "amqp-url", "is required: a RabbitMQ URL such as amqp://user:pass@rabbitmq:5672/")
+	default:
+		if _, err := amqp.ParseURI(c.AMQPURL); err != nil {
+			bad("CDC_RELAY_AMQP_URL", "amqp-url", "is not a valid amqp:// or amqps:// URL: "+maskErr(err.Error(), c.AMQPURL))
+		}
+	}
+	if !identRE.MatchString(c.Slot) {
+		bad("CDC_RELAY_SLOT", "slot", fmt.Sprintf("%q is not a slot name: lower-case letters, digits and _, at most 63", c.Slot))
+	}
+	if !identRE.MatchString(c.Publication) {
+		bad("CDC_RELAY_PUBLICATION", "publication", fmt.Sprintf("%q is not a publication name: lower-case letters, digits and _, at most 63", c.Publication))
+	}
+	if c.Table.Name == "" {
+		bad("CDC_RELAY_TABLE", "table", "is required")
+	}
+	if c.Exchange == "" || len(c.Exchange) > 255 {
+		bad("CDC_RELAY_EXCHANGE", "exchange", "must be 1 to 255 characters (the default exchange cannot be declared)")
+	}
+	if _, _, err := net.SplitHostPort(c.HTTPAddr); err != nil {
+		bad("CDC_RELAY_HTTP_ADDR", "http-addr", fmt.Sprintf("%q is not host:port (such as :9400)", c.HTTPAddr))
+	}
+	if c.MaxInFlight < 1 || c.MaxInFlight > maxMaxInFlight {
+		bad("CDC_RELAY_MAX_IN_FLIGHT", "max-in-flight", fmt.Sprintf("%d is out of range 1..%d", c.MaxInFlight, maxMaxInFlight))
+	}
+	if c.HeartbeatInterval < 100*time.Millisecond || c.HeartbeatInterval > time.Hour {
+		bad("CDC_RELAY_HEARTBEAT_INTERVAL", "heartbeat-interval", fmt.Sprintf("%s is out of range 100ms..1h", c.HeartbeatInterval))
+	}
+	if c.LogFormat != "json" && c.LogFormat != "text" {
+		bad("CDC_RELAY_LOG_FORMAT", "log-format", fmt.Sprintf("%q is not json or text", c.LogFormat))
+	}
+	return errors.Join(errs...)
+}
+
+// LogValue logs the effective config with secrets masked.
+func (c Config) LogValue() slog.Value {
+	return slog.GroupValue(
+		slog.String("database_url", MaskURL(c.DatabaseURL)),
+		slog.String("amqp_url", MaskURL(c.AMQPURL)),
+		slog.String("slot", c.Slot),
+		slog.String("publication", c.Publication),
+		slog.String("table", c.Table.String()),
+		slog.String("exchange", c.Exchange),
+		slog.String("http_addr", c.HTTPAddr),
+		slog.Int("max_in_flight", c.MaxInFlight),
+		slog.Duration("heartbeat_interval", c.HeartbeatInterval),
+		slog.String("log_format", c.LogFormat),
+		slog.String("log_level", c.LogLevel.String()),
+	)
+}
+
+// MaskURL replaces the password of a URL (or a keyword/value password=...) with "xxxxx".
+func MaskURL(s string) string {
+	if u, err := url.Parse(s); err == nil && u.Scheme != "" {
+		if _, ok := u.User.Password(); ok {
+			u.User = url.UserPassword(u.User.Username(), "xxxxx")
+		}
+		q := u.Query()
+		if q.Has("password") {
+			q.Set("password", "xxxxx")
+			u.RawQuery = q.Encode()
+		}
+		return u.String()
+	}
+	return passwordKV.ReplaceAllString(s, "password=xxxxx")
+}
+
+var passwordKV = regexp.MustCompile(`password=('(\\'|[^'])*'|\S+)`)
+
+// maskErr keeps a parse error from echoing a secret from the URL.
+func maskErr(msg, rawURL string) string {
+	if u, err := url.Parse(rawURL); err == nil {
+		if p, ok := u.User.Password(); ok && p != "" {
+			msg = strings.ReplaceAll(msg, p, "xxxxx")
+		}
+	}
+	return passwordKV.ReplaceAllString(msg, "password=xxxxx")
+}

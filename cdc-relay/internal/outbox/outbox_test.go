@@ -1,0 +1,171 @@
+package outbox
+
+import (
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/jackc/pglogrepl"
+	amqp "github.com/rabbitmq/amqp091-go"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+func TestHeaders(t *testing.T) {
+	tests := []struct {
+		name    string
+		raw     string
+		want    amqp.Table
+		wantErr string
+	}{
+		{"empty object", `{}`, amqp.Table{}, ""},
+		{"empty column", ``, amqp.Table{}, ""},
+		{"string", `{"a":"x"}`, amqp.Table{"a": "x"}, ""},
+		{"integer", `{"n":42,"neg":-7}`, amqp.Table{"n": int64(42), "neg": int64(-7)}, ""},
+		{"big integer beyond int64 becomes float", `{"n":92233720368547758070}`, amqp.Table{"n": 9.223372036854776e+19}, ""},
+		{"float", `{"f":1.5,"e":1e3}`, amqp.Table{"f": 1.5, "e": float64(1000)}, ""},
+		{"booleans", `{"t":true,"f":false}`, amqp.Table{"t": true, "f": false}, ""},
+		{"null", `{"z":null}`, amqp.Table{"z": nil}, ""},
+		{"object and array as JSON text", `{"o":{"k": [1, 2]},"a":[ "x" ]}`, amqp.Table{"o": `{"k":[1,2]}`, "a": `["x"]`}, ""},
+		{"jsonb text with spaces", `{"a": "x", "b": 1}`, amqp.Table{"a": "x", "b": int64(1)}, ""},
+		{"array is not an object", `["a"]`, nil, "not a JSON object"},
+		{"string is not an object", `"a"`, nil, "not a JSON object"},
+		{"garbage", `{nope`, nil, "not a JSON object"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := Headers([]byte(tt.raw))
+			if tt.wantErr != "" {
+				require.ErrorContains(t, err, tt.wantErr)
+				return
+			}
+			require.NoError(t, err)
+			assert.Equal(t, tt.want, got)
+			require.NoError(t, got.Validate(), "the broker library must accept every value")
+		})
+	}
+}
+
+func TestMessage(t *testing.T) {
+	created := time.Date(2026, 11, 25, 10, 15, 44, 123456000, time.FixedZone("x", 3600))
+	row := Row{
+		ID:            "0b7e0a2c-6e3a-4f7b-9d56-1f6b7c1c9a01",
+		AggregateType: "order",
+		AggregateID:   "42",
+		EventType:     "order.status_changed",
+		RoutingKey:    "stock.v1",
+		Payload:       []byte(`{"order_id": 42}`),
+		Headers:       []byte(`{"dop-msg-id": "0b7e0a2c-6e3a-4f7b-9d56-1f6b7c1c9a01", "n": 1}`),
+		CreatedAt:     created,
+	}
+	msg, warn := Message(row, Source("orders", "public.outbox"))
+	require.NoError(t, warn)
+	assert.Equal(t, row.ID, msg.MessageId)
+	assert.Equal(t, "order.status_changed", msg.Type)
+	assert.Equal(t, "application/json", msg.ContentType)
+	assert.Equal(t, uint8(amqp.Persistent), msg.DeliveryMode)
+	assert.True(t, msg.Timestamp.Equal(created))
+	assert.Equal(t, row.Payload, msg.Body)
+	assert.Equal(t, amqp.Table{
+		"dop-msg-id":              row.ID,
+		"n":                       int64(1),
+		"aggregate_type":          "order",
+		"aggregate_id":            "42",
+		"cloudEvents_specversion": "1.0",
+		"cloudEvents_id":          row.ID,
+		"cloudEvents_source":      "/cdc-relay/orders/public.outbox",
+		"cloudEvents_type":        "order.status_changed",
+		"cloudEvents_time":        "2026-11-25T09:15:44.123456Z",
+		"cloudEvents_subject":     "42",
+	}, msg.Headers)
+}
+
+func TestMessageWithInvalidHeadersIsStillSent(t *testing.T) {
+	row := Row{ID: "id-1", AggregateID: "7", EventType: "e", RoutingKey: "k", Payload: []byte(`{}`), Headers: []byte(`[1,2]`)}
+	msg, warn := Message(row, "src")
+	require.ErrorIs(t, warn, ErrRow)
+	require.ErrorContains(t, warn, "id-1")
+	assert.Equal(t, "[1,2]", msg.Headers[HeaderInvalidHeaders])
+	assert.Equal(t, "7", msg.Headers["aggregate_id"])
+	assert.Equal(t, []byte(`{}`), msg.Body)
+}
+
+func relation(cols ...string) *pglogrepl.RelationMessage {
+	rel := &pglogrepl.RelationMessage{Namespace: "public", RelationName: "outbox"}
+	for _, c := range cols {
+		rel.Columns = append(rel.Columns, &pglogrepl.RelationMessageColumn{Name: c})
+	}
+	return rel
+}
+
+func text(vals ...string) *pglogrepl.TupleData {
+	td := &pglogrepl.TupleData{}
+	for _, v := range vals {
+		td.Columns = append(td.Columns, &pglogrepl.TupleDataColumn{DataType: pglogrepl.TupleDataTypeText, Data: []byte(v)})
+	}
+	return td
+}
+
+func TestLayoutDecode(t *testing.T) {
+	// Columns in a different order, with an extra one: matched by name.
+	l, err := NewLayout(relation("created_at", "extra", "id", "aggregate_type", "aggregate_id", "event_type", "routing_key", "payload", "headers"))
+	require.NoError(t, err)
+
+	row, err := l.Decode(text("2026-11-25 10:15:44.5+00", "x", "id-1", "order", "1", "order.created", "stock.v1", `{"a": 1}`, `{}`))
+	require.NoError(t, err)
+	assert.Equal(t, Row{
+		ID: "id-1", AggregateType: "order", AggregateID: "1", EventType: "order.created", RoutingKey: "stock.v1",
+		Payload: []byte(`{"a": 1}`), Headers: []byte(`{}`),
+		CreatedAt: time.Date(2026, 11, 25, 10, 15, 44, 500000000, time.UTC),
+	}, Row{
+		ID: row.ID, AggregateType: row.AggregateType, AggregateID: row.AggregateID, EventType: row.EventType,
+		RoutingKey: row.RoutingKey, Payload: row.Payload, Headers: row.Headers, CreatedAt: row.CreatedAt.UTC(),
+	})
+
+	// Offsets other than UTC (a server whose TimeZone is not UTC).
+	row, err = l.Decode(text("2026-11-25 11:45:44+01:30", "x", "id-2", "o", "1", "e", "k", `{}`, `{}`))
+	require.NoError(t, err)
+	assert.True(t, row.CreatedAt.Equal(time.Date(2026, 11, 25, 10, 15, 44, 0, time.UTC)))
+}
+
+func TestLayoutErrors(t *testing.T) {
+	_, err := NewLayout(relation("id", "payload"))
+	require.ErrorIs(t, err, ErrSchema)
+	require.ErrorContains(t, err, "aggregate_type, aggregate_id, event_type, routing_key, headers, created_at")
+
+	l, err := NewLayout(relation(Columns...))
+	require.NoError(t, err)
+	good := []string{"id-1", "o", "1", "e", "k", `{}`, `{}`, "2026-11-25 10:15:44+00"}
+
+	tests := []struct {
+		name  string
+		tuple *pglogrepl.TupleData
+		want  string
+	}{
+		{"nil tuple", nil, "tuple has 0 columns"},
+		{"short tuple", text("a"), "tuple has 1 columns, relation has 8"},
+		{"null column", func() *pglogrepl.TupleData {
+			td := text(good...)
+			td.Columns[4] = &pglogrepl.TupleDataColumn{DataType: pglogrepl.TupleDataTypeNull}
+			return td
+		}(), "routing_key is NULL"},
+		{"toast column", func() *pglogrepl.TupleData {
+			td := text(good...)
+			td.Columns[5] = &pglogrepl.TupleDataColumn{DataType: pglogrepl.TupleDataTypeToast}
+			return td
+		}(), "payload is an unchanged TOAST value"},
+		{"bad timestamp", func() *pglogrepl.TupleData {
+			bad := append([]string(nil), good...)
+			bad[7] = "yesterday-ish"
+			return text(bad...)
+		}(), `created_at "yesterday-ish"`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := l.Decode(tt.tuple)
+			require.Error(t, err)
+			assert.True(t, errors.Is(err, ErrRow))
+			assert.ErrorContains(t, err, tt.want)
+		})
+	}
+}

@@ -1,0 +1,248 @@
+// Package publisher publishes outbox messages to RabbitMQ on one channel in
+// confirm mode, with a bounded window of unconfirmed messages (design §4.3).
+// Every message is persistent and mandatory; a message the broker returns
+// (unroutable) or nacks ends the channel's session with an error, so that the
+// relay restarts from its last confirmed position instead of acking past it.
+package publisher
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	amqp "github.com/rabbitmq/amqp091-go"
+)
+
+// ErrUnroutable reports a mandatory message that no queue was bound to receive.
+var ErrUnroutable = errors.New("message returned as unroutable")
+
+// ErrNacked reports a message the broker refused to take responsibility for.
+var ErrNacked = errors.New("message nacked by the broker")
+
+// ErrClosed reports that the broker connection or channel closed.
+var ErrClosed = errors.New("broker connection closed")
+
+// Failure is a returned or nacked message.
+type Failure struct {
+	Err        error // ErrUnroutable or ErrNacked
+	Tag        uint64
+	MessageID  string
+	RoutingKey string
+	Reason     string
+}
+
+func (f *Failure) Error() string {
+	return fmt.Sprintf("%v: message %s routing key %q (delivery tag %d): %s", f.Err, f.MessageID, f.RoutingKey, f.Tag, f.Reason)
+}
+
+func (f *Failure) Unwrap() error { return f.Err }
+
+// Handler receives the outcome of each published message, in the order the
+// library delivers them, from the goroutine running Publisher.Confirms.
+type Handler interface {
+	// Confirmed is called once the broker has taken the message; committed
+	// is what the caller passed to Publish.
+	Confirmed(tag uint64, published, committed time.Time)
+	// Failed is called for a returned or nacked message before any confirm of
+	// it (RabbitMQ sends basic.return before basic.ack).
+	Failed(f *Failure)
+}
+
+// Publisher owns one connection and one confirm-mode channel. Publish is
+// called from one goroutine, Confirms from another.
+type Publisher struct {
+	conn     *amqp.Connection
+	ch       *amqp.Channel
+	exchange string
+	log      *slog.Logger
+
+	slots    chan struct{} // the window: one token per unconfirmed message
+	confirms chan amqp.Confirmation
+	returns  chan amqp.Return
+	closed   chan *amqp.Error // connection closed
+	chClosed chan *amqp.Error // channel closed (a channel error such as 404 or 406)
+
+	mu     sync.Mutex
+	flight map[uint64]flight // by delivery tag
+	byID   map[string]uint64 // delivery tag by message id, to place returns
+}
+
+type flight struct {
+	id, key   string
+	at        time.Time
+	committed time.Time
+}
+
+// Dial connects, opens a confirm-mode channel and declares exchange as a
+// durable topic exchange (idempotent when it exists with those arguments).
+func Dial(ctx context.Context, url, exchange string, window int, log *slog.Logger) (*Publisher, error) {
+	conn, err := amqp.DialConfig(url, amqp.Config{
+		Heartbeat:  10 * time.Second,
+		Locale:     "en_US",
+		Properties: amqp.Table{"connection_name": "cdc-relay"},
+		// DefaultDial also bounds the AMQP handshake, so a broker that
+		// accepts TCP but never answers does not hold the relay.
+		Dial: amqp.DefaultDial(10 * time.Second),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("connect to broker: %w", err)
+	}
+	p, err := open(conn, exchange, window, log)
+	if err != nil {
+		_ = conn.Close()
+		return nil, err
+	}
+	return p, nil
+}
+
+func open(conn *amqp.Connection, exchange string, window int, log *slog.Logger) (*Publisher, error) {
+	ch, err := conn.Channel()
+	if err != nil {
+		return nil, fmt.Errorf("open broker channel: %w", err)
+	}
+	if err := ch.ExchangeDeclare(exchange, amqp.ExchangeTopic, true, false, false, false, nil); err != nil {
+		return nil, fmt.Errorf("declare exchange %q as a durable topic exchange: %w", exchange, err)
+	}
+	if err := ch.Confirm(false); err != nil {
+		return nil, fmt.Errorf("put channel in confirm mode: %w", err)
+	}
+	p := &Publisher{
+		conn:     conn,
+		ch:       ch,
+		exchange: exchange,
+		log:      log,
+		slots:    make(chan struct{}, window),
+		// The library blocks its reader until a confirm is taken, so the
+		// buffer holds a whole window.
+		confirms: ch.NotifyPublish(make(chan amqp.Confirmation, window)),
+		// Unbuffered on purpose: the library delivers a return before the
+		// ack of the same message, and with no buffer the Confirms loop has
+		// handled the return before that ack can reach it.
+		returns:  ch.NotifyReturn(make(chan amqp.Return)),
+		closed:   conn.NotifyClose(make(chan *amqp.Error, 1)),
+		chClosed: ch.NotifyClose(make(chan *amqp.Error, 1)),
+		flight:   make(map[uint64]flight, window),
+		byID:     make(map[string]uint64, window),
+	}
+	return p, nil
+}
+
+// Acquire takes a window slot, waiting while the window is full.
+func (p *Publisher) Acquire(ctx context.Context) error {
+	select {
+	case p.slots <- struct{}{}:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// TryAcquire takes a window slot if one is free.
+func (p *Publisher) TryAcquire() bool {
+	select {
+	case p.slots <- struct{}{}:
+		return true
+	default:
+		return false
+	}
+}
+
+// Publish sends msg with routing key key as persistent and mandatory, and
+// returns its delivery tag. The caller must hold a slot from Acquire; the
+// slot is released when the broker confirms or nacks it. committed (the
+// commit time of the row's transaction) is handed back to Handler.Confirmed.
+func (p *Publisher) Publish(ctx context.Context, key string, msg amqp.Publishing, committed time.Time) (uint64, error) {
+	msg.DeliveryMode = amqp.Persistent
+	now := time.Now()
+	p.mu.Lock()
+	// The tag is taken under p.mu so Confirms cannot see a confirm for it
+	// before its flight record exists.
+	dc, err := p.ch.PublishWithDeferredConfirmWithContext(ctx, p.exchange, key, true, false, msg)
+	if err != nil {
+		p.mu.Unlock()
+		<-p.slots
+		return 0, fmt.Errorf("publish message %s: %w", msg.MessageId, err)
+	}
+	p.flight[dc.DeliveryTag] = flight{id: msg.MessageId, key: key, at: now, committed: committed}
+	p.byID[msg.MessageId] = dc.DeliveryTag
+	p.mu.Unlock()
+	return dc.DeliveryTag, nil
+}
+
+// InFlight is the number of unconfirmed messages.
+func (p *Publisher) InFlight() int { return len(p.slots) }
+
+// Confirms delivers confirms and returns to h until ctx ends (nil), the
+// broker closes the channel (ErrClosed), or a message is returned or nacked
+// (*Failure). Returns and nacks are handed to h before this returns, so h can
+// make sure nothing is acknowledged past them.
+func (p *Publisher) Confirms(ctx context.Context, h Handler) error {
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case r, ok := <-p.returns:
+			if !ok {
+				return fmt.Errorf("%w: return channel closed", ErrClosed)
+			}
+			p.mu.Lock()
+			tag := p.byID[r.MessageId]
+			p.mu.Unlock()
+			f := &Failure{Err: ErrUnroutable, Tag: tag, MessageID: r.MessageId, RoutingKey: r.RoutingKey,
+				Reason: fmt.Sprintf("%d %s: no queue is bound to exchange %q with a matching key", r.ReplyCode, r.ReplyText, r.Exchange)}
+			h.Failed(f)
+			return f
+		case c, ok := <-p.confirms:
+			if !ok {
+				return fmt.Errorf("%w: confirm channel closed", ErrClosed)
+			}
+			p.mu.Lock()
+			fl := p.flight[c.DeliveryTag]
+			delete(p.flight, c.DeliveryTag)
+			delete(p.byID, fl.id)
+			p.mu.Unlock()
+			<-p.slots
+			if !c.Ack {
+				f := &Failure{Err: ErrNacked, Tag: c.DeliveryTag, MessageID: fl.id, RoutingKey: fl.key,
+					Reason: "the broker could not store it (disk or memory alarm, queue limit, or an internal error)"}
+				h.Failed(f)
+				return f
+			}
+			h.Confirmed(c.DeliveryTag, fl.at, fl.committed)
+		case err := <-p.closed:
+			return closedErr("connection", err)
+		case err := <-p.chClosed:
+			return closedErr("channel", err)
+		}
+	}
+}
+
+// Open reports whether the channel is usable.
+func (p *Publisher) Open() bool { return !p.conn.IsClosed() && !p.ch.IsClosed() }
+
+// Close closes the channel and the connection. Call it after Confirms has
+// returned.
+func (p *Publisher) Close() error {
+	// The library blocks its frame reader on every notification nobody
+	// takes (further returns, confirms), which would keep it from reading
+	// the close-ok: drain them until the library closes the channels.
+	go func() {
+		for range p.returns {
+		}
+	}()
+	go func() {
+		for range p.confirms {
+		}
+	}()
+	return p.conn.CloseDeadline(time.Now().Add(5 * time.Second))
+}
+
+func closedErr(what string, err *amqp.Error) error {
+	if err == nil {
+		return fmt.Errorf("%w: %s closed", ErrClosed, what)
+	}
+	return fmt.Errorf("%w: %s closed: %v", ErrClosed, what, err)
+}

@@ -1,0 +1,320 @@
+// Package replication is the relay's side of Postgres logical replication:
+// it checks and prepares the database (wal_level, table, publication, slot),
+// and reads the pgoutput stream (protocol version 1) of one slot.
+package replication
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/jackc/pglogrepl"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgproto3"
+
+	"github.com/saga-cdc/saga/cdc-relay/internal/outbox"
+)
+
+// LSN is a WAL position.
+type LSN = pglogrepl.LSN
+
+// Errors callers branch on. Fatal ones need an operator; the relay stops with
+// their message. ErrSlotActive means another relay holds the slot.
+var (
+	ErrFatal      = errors.New("needs an operator")
+	ErrSlotActive = errors.New("replication slot is in use by another connection")
+)
+
+// fatal wraps a problem that retrying will not fix.
+func fatal(format string, args ...any) error {
+	return fmt.Errorf("%w: %s", ErrFatal, fmt.Sprintf(format, args...))
+}
+
+// Target names what the relay reads.
+type Target struct {
+	Slot        string
+	Publication string
+	Schema      string
+	Table       string
+}
+
+func (t Target) qualified() string { return pgx.Identifier{t.Schema, t.Table}.Sanitize() }
+
+// Slot describes the slot found or created by Prepare.
+type Slot struct {
+	Name             string
+	Database         string
+	ConfirmedFlush   LSN
+	Created          bool
+	RetainedWALBytes int64
+}
+
+// Prepare checks the database on a regular connection and creates what is
+// missing: the publication first, then the slot (pgoutput reads publications
+// with the historic snapshot of each transaction, so a publication created
+// after the slot makes decoding fail).
+func Prepare(ctx context.Context, dbURL string, t Target) (Slot, error) {
+	conn, err := pgx.Connect(ctx, dbURL)
+	if err != nil {
+		return Slot{}, fmt.Errorf("connect to database: %w", err)
+	}
+	defer conn.Close(context.WithoutCancel(ctx))
+
+	var walLevel, db string
+	if err := conn.QueryRow(ctx, `SELECT current_setting('wal_level'), current_database()`).Scan(&walLevel, &db); err != nil {
+		return Slot{}, fmt.Errorf("read wal_level: %w", err)
+	}
+	if walLevel != "logical" {
+		return Slot{}, fatal("wal_level is %q, logical replication needs \"logical\": run ALTER SYSTEM SET wal_level = logical; and restart Postgres", walLevel)
+	}
+	if err := checkTable(ctx, conn, t); err != nil {
+		return Slot{}, err
+	}
+	if err := ensurePublication(ctx, conn, t); err != nil {
+		return Slot{}, err
+	}
+	return ensureSlot(ctx, conn, t, db)
+}
+
+func checkTable(ctx context.Context, conn *pgx.Conn, t Target) error {
+	var cols []string
+	rows, err := conn.Query(ctx, `SELECT column_name FROM information_schema.columns
+		WHERE table_schema = $1 AND table_name = $2`, t.Schema, t.Table)
+	if err != nil {
+		return fmt.Errorf("read columns of %s.%s: %w", t.Schema, t.Table, err)
+	}
+	cols, err = pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return fmt.Errorf("read columns of %s.%s: %w", t.Schema, t.Table, err)
+	}
+	if len(cols) == 0 {
+		return fatal("table %s.%s does not exist (or the relay's role cannot see it): create it with the outbox migration (design §3) or set CDC_RELAY_TABLE", t.Schema, t.Table)
+	}
+	have := map[string]bool{}
+	for _, c := range cols {
+		have[c] = true
+	}
+	var missing []string
+	for _, c := range outbox.Columns {
+		if !have[c] {
+			missing = append(missing, c)
+		}
+	}
+	if len(missing) > 0 {
+		return fatal("table %s.%s lacks column(s) %s of the outbox table (design §3)", t.Schema, t.Table, strings.Join(missing, ", "))
+	}
+	return nil
+}
+
+func ensurePublication(ctx context.Context, conn *pgx.Conn, t Target) error {
+	var exists, inserts bool
+	err := conn.QueryRow(ctx, `SELECT true, pubinsert FROM pg_publication WHERE pubname = $1`, t.Publication).Scan(&exists, &inserts)
+	if errors.Is(err, pgx.ErrNoRows) {
+		stmt := fmt.Sprintf(`CREATE PUBLICATION %s FOR TABLE %s WITH (publish = 'insert')`, pgx.Identifier{t.Publication}.Sanitize(), t.qualified())
+		if _, err := conn.Exec(ctx, stmt); err != nil {
+			return fmt.Errorf("create publication %q (as the table's owner, run: %s): %w", t.Publication, stmt, err)
+		}
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("read publication %q: %w", t.Publication, err)
+	}
+	if !inserts {
+		return fatal("publication %q does not publish inserts: ALTER PUBLICATION %s SET (publish = 'insert')", t.Publication, pgx.Identifier{t.Publication}.Sanitize())
+	}
+	var holds bool
+	if err := conn.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_publication_tables
+		WHERE pubname = $1 AND schemaname = $2 AND tablename = $3)`, t.Publication, t.Schema, t.Table).Scan(&holds); err != nil {
+		return fmt.Errorf("read tables of publication %q: %w", t.Publication, err)
+	}
+	if !holds {
+		return fatal("publication %q does not include table %s.%s: ALTER PUBLICATION %s ADD TABLE %s", t.Publication, t.Schema, t.Table, pgx.Identifier{t.Publication}.Sanitize(), t.qualified())
+	}
+	return nil
+}
+
+func ensureSlot(ctx context.Context, conn *pgx.Conn, t Target, db string) (Slot, error) {
+	s := Slot{Name: t.Slot, Database: db}
+	var (
+		plugin, slotDB, walStatus *string
+		confirmed                 *string
+		retained                  *int64
+	)
+	err := conn.QueryRow(ctx, `SELECT plugin, database, wal_status, confirmed_flush_lsn::text,
+			(pg_current_wal_lsn() - restart_lsn)::bigint
+		FROM pg_replication_slots WHERE slot_name = $1`, t.Slot).Scan(&plugin, &slotDB, &walStatus, &confirmed, &retained)
+	if errors.Is(err, pgx.ErrNoRows) {
+		var lsn string
+		if err := conn.QueryRow(ctx, `SELECT lsn::text FROM pg_create_logical_replication_slot($1, 'pgoutput')`, t.Slot).Scan(&lsn); err != nil {
+			var pgErr *pgconn.PgError
+			if errors.As(err, &pgErr) && pgErr.Code == "42710" { // another relay created it meanwhile
+				return ensureSlot(ctx, conn, t, db)
+			}
+			return Slot{}, fmt.Errorf("create replication slot %q: %w", t.Slot, err)
+		}
+		s.Created = true
+		s.ConfirmedFlush, err = pglogrepl.ParseLSN(lsn)
+		return s, err
+	}
+	if err != nil {
+		return Slot{}, fmt.Errorf("read replication slot %q: %w", t.Slot, err)
+	}
+	if plugin == nil || *plugin != "pgoutput" {
+		return Slot{}, fatal("replication slot %q is not a pgoutput logical slot: drop it or set CDC_RELAY_SLOT to another name", t.Slot)
+	}
+	if slotDB == nil || *slotDB != db {
+		return Slot{}, fatal("replication slot %q belongs to database %q, not %q: set CDC_RELAY_SLOT to a slot of this database", t.Slot, deref(slotDB), db)
+	}
+	if walStatus != nil && *walStatus == "lost" || confirmed == nil {
+		return Slot{}, fatal("replication slot %q is lost: its WAL was removed (max_slot_wal_keep_size), so rows since it last streamed are not in the WAL. "+
+			"Repair: drop and recreate the slot, then re-publish the missed rows from the outbox with `cdc-relay replay --since <time of the last relayed row>`", t.Slot)
+	}
+	s.ConfirmedFlush, err = pglogrepl.ParseLSN(*confirmed)
+	if retained != nil {
+		s.RetainedWALBytes = *retained
+	}
+	return s, err
+}
+
+func deref(s *string) string {
+	if s == nil {
+		return ""
+	}
+	return *s
+}
+
+// Stream is a replication connection streaming one slot.
+type Stream struct {
+	conn *pgconn.PgConn
+}
+
+// Start opens a replication connection (replication=database) and starts
+// streaming the slot from start with pgoutput protocol version 1 (never
+// streaming mode, so only committed transactions are sent, whole and in
+// commit order), including logical decoding messages for the heartbeat.
+func Start(ctx context.Context, dbURL string, t Target, start LSN) (*Stream, error) {
+	cfg, err := pgconn.ParseConfig(dbURL)
+	if err != nil {
+		return nil, fmt.Errorf("parse database URL: %w", err)
+	}
+	cfg.RuntimeParams["replication"] = "database"
+	cfg.RuntimeParams["application_name"] = "cdc-relay"
+	// pgoutput sends values as text, formatted with the walsender's settings:
+	// fix them so created_at always parses the same way.
+	cfg.RuntimeParams["TimeZone"] = "UTC"
+	cfg.RuntimeParams["DateStyle"] = "ISO, YMD"
+	conn, err := pgconn.ConnectConfig(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("open replication connection: %w", err)
+	}
+	err = pglogrepl.StartReplication(ctx, conn, t.Slot, start, pglogrepl.StartReplicationOptions{
+		PluginArgs: []string{
+			"proto_version '1'",
+			"publication_names " + quoteLiteral(t.Publication),
+			"messages 'true'",
+		},
+	})
+	if err != nil {
+		conn.Close(context.WithoutCancel(ctx))
+		var pgErr *pgconn.PgError
+		if errors.As(err, &pgErr) && pgErr.Code == "55006" {
+			return nil, fmt.Errorf("%w: %s", ErrSlotActive, pgErr.Message)
+		}
+		if errors.As(err, &pgErr) && pgErr.Code == "42704" {
+			return nil, fatal("replication slot %q does not exist any more: %s", t.Slot, pgErr.Message)
+		}
+		return nil, fmt.Errorf("start replication on slot %q: %w", t.Slot, err)
+	}
+	return &Stream{conn: conn}, nil
+}
+
+func quoteLiteral(s string) string { return "'" + strings.ReplaceAll(s, "'", "''") + "'" }
+
+// Keepalive is a primary keepalive message.
+type Keepalive struct {
+	ServerWALEnd   LSN
+	ReplyRequested bool
+}
+
+// Data is one decoded pgoutput message with its WAL position.
+type Data struct {
+	WALStart LSN
+	Message  pglogrepl.Message
+}
+
+// ErrTimeout is returned by Receive when its deadline passed with nothing read.
+var ErrTimeout = errors.New("no replication message before the deadline")
+
+// Receive reads the next message until deadline: a Keepalive or a Data.
+func (s *Stream) Receive(ctx context.Context, deadline time.Time) (any, error) {
+	ctx, cancel := context.WithDeadline(ctx, deadline)
+	defer cancel()
+	raw, err := s.conn.ReceiveMessage(ctx)
+	if err != nil {
+		if pgconn.Timeout(err) && ctx.Err() != nil && errors.Is(ctx.Err(), context.DeadlineExceeded) {
+			return nil, ErrTimeout
+		}
+		return nil, fmt.Errorf("receive from replication stream: %w", err)
+	}
+	switch m := raw.(type) {
+	case *pgproto3.CopyData:
+		if len(m.Data) == 0 {
+			return nil, errors.New("receive from replication stream: empty CopyData")
+		}
+		switch m.Data[0] {
+		case pglogrepl.PrimaryKeepaliveMessageByteID:
+			ka, err := pglogrepl.ParsePrimaryKeepaliveMessage(m.Data[1:])
+			if err != nil {
+				return nil, fmt.Errorf("parse keepalive: %w", err)
+			}
+			return Keepalive{ServerWALEnd: ka.ServerWALEnd, ReplyRequested: ka.ReplyRequested}, nil
+		case pglogrepl.XLogDataByteID:
+			xld, err := pglogrepl.ParseXLogData(m.Data[1:])
+			if err != nil {
+				return nil, fmt.Errorf("parse XLogData: %w", err)
+			}
+			msg, err := pglogrepl.Parse(xld.WALData)
+			if err != nil {
+				return nil, fmt.Errorf("decode pgoutput message at %s: %w", xld.WALStart, err)
+			}
+			return Data{WALStart: xld.WALStart, Message: msg}, nil
+		default:
+			return nil, fmt.Errorf("receive from replication stream: unknown CopyData type %q", m.Data[0])
+		}
+	case *pgproto3.ErrorResponse:
+		return nil, fmt.Errorf("replication stream: %w", pgconn.ErrorResponseToPgError(m))
+	case *pgproto3.CopyDone:
+		return nil, errors.New("replication stream ended by the server")
+	default:
+		return nil, fmt.Errorf("replication stream: unexpected message %T", raw)
+	}
+}
+
+// SendStatus reports positions to the server. All three are set explicitly:
+// pglogrepl fills zero fields with the write position, which would report
+// unconfirmed data as flushed.
+func (s *Stream) SendStatus(ctx context.Context, write, flush LSN, replyRequested bool) error {
+	if flush == 0 {
+		return errors.New("send standby status: refusing to report flush position 0")
+	}
+	write = max(write, flush)
+	err := pglogrepl.SendStandbyStatusUpdate(ctx, s.conn, pglogrepl.StandbyStatusUpdate{
+		WALWritePosition: write,
+		WALFlushPosition: flush,
+		WALApplyPosition: flush,
+		ClientTime:       time.Now(),
+		ReplyRequested:   replyRequested,
+	})
+	if err != nil {
+		return fmt.Errorf("send standby status (flush %s): %w", flush, err)
+	}
+	return nil
+}
+
+// Close ends the stream and the connection.
+func (s *Stream) Close(ctx context.Context) error {
+	return s.conn.Close(ctx)
+}

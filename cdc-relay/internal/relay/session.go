@@ -106,7 +106,7 @@ func (s *session) handle(ctx context.Context, d replication.Data) error {
 		if m.Namespace == s.cfg.Table.Schema && m.RelationName == s.cfg.Table.Name {
 			l, err := outbox.NewLayout(m)
 			if err != nil {
-				return fmt.Errorf("%w: %w", ErrFatal, err)
+				return replication.Fatal(err)
 			}
 			rel.layout = &l
 		}
@@ -139,7 +139,7 @@ func (s *session) handle(ctx context.Context, d replication.Data) error {
 func (s *session) publish(ctx context.Context, l *outbox.Layout, m *pglogrepl.InsertMessage, lsn checkpoint.LSN) error {
 	row, err := l.Decode(m.Tuple)
 	if err != nil {
-		return fmt.Errorf("%w: transaction %d at %s: %w; fix the row's table so every outbox column is a NOT NULL text value (design §3)", ErrFatal, s.xid, lsn, err)
+		return replication.Fatal(fmt.Errorf("transaction %d at %s: %w; fix the table so every outbox column is NOT NULL (design §3)", s.xid, lsn, err))
 	}
 	msg, warn := outbox.Message(row, s.source)
 	if warn != nil {

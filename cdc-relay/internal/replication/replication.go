@@ -24,14 +24,22 @@ type LSN = pglogrepl.LSN
 // Errors callers branch on. Fatal ones need an operator; the relay stops with
 // their message. ErrSlotActive means another relay holds the slot.
 var (
-	ErrFatal      = errors.New("needs an operator")
+	ErrFatal      = errors.New("fatal: retrying will not help")
 	ErrSlotActive = errors.New("replication slot is in use by another connection")
 )
 
-// fatal wraps a problem that retrying will not fix.
-func fatal(format string, args ...any) error {
-	return fmt.Errorf("%w: %s", ErrFatal, fmt.Sprintf(format, args...))
-}
+// fatalError is a problem that retrying will not fix; its message says what
+// the operator should do, and it matches ErrFatal.
+type fatalError struct{ err error }
+
+func (e *fatalError) Error() string        { return e.err.Error() }
+func (e *fatalError) Unwrap() error        { return e.err }
+func (e *fatalError) Is(target error) bool { return target == ErrFatal }
+
+// Fatal marks err as one that retrying will not fix.
+func Fatal(err error) error { return &fatalError{err: err} }
+
+func fatal(format string, args ...any) error { return Fatal(fmt.Errorf(format, args...)) }
 
 // Target names what the relay reads.
 type Target struct {
@@ -123,7 +131,7 @@ func ensurePublication(ctx context.Context, conn *pgx.Conn, t Target) error {
 		return fmt.Errorf("read publication %q: %w", t.Publication, err)
 	}
 	if !inserts {
-		return fatal("publication %q does not publish inserts: ALTER PUBLICATION %s SET (publish = 'insert')", t.Publication, pgx.Identifier{t.Publication}.Sanitize())
+		return fatal("publication %q does not publish inserts: ALTER PUBLICATION %s SET (publish = 'insert')", t.Publication, t.Publication)
 	}
 	var holds bool
 	if err := conn.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_publication_tables
@@ -131,7 +139,7 @@ func ensurePublication(ctx context.Context, conn *pgx.Conn, t Target) error {
 		return fmt.Errorf("read tables of publication %q: %w", t.Publication, err)
 	}
 	if !holds {
-		return fatal("publication %q does not include table %s.%s: ALTER PUBLICATION %s ADD TABLE %s", t.Publication, t.Schema, t.Table, pgx.Identifier{t.Publication}.Sanitize(), t.qualified())
+		return fatal("publication %q does not include table %s.%s: ALTER PUBLICATION %s ADD TABLE %s.%s", t.Publication, t.Schema, t.Table, t.Publication, t.Schema, t.Table)
 	}
 	return nil
 }

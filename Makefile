@@ -1,0 +1,59 @@
+# The project's commands. `make test` runs every test; `make help` lists the
+# targets.
+#
+# Where the tests get Postgres and RabbitMQ (design §7):
+#   - SAGA_TEST_PG_URL and SAGA_TEST_AMQP_URL, when set;
+#   - else containers started by the tests with testcontainers-go, when a
+#     Docker engine answers;
+#   - else `make test` runs deploy/local/ensure-services.sh first, which
+#     installs and starts both from Debian's packages (needs root) and
+#     provides the variables for this run.
+
+SHELL := bash
+GO    ?= go
+
+# Folders whose main packages `make build` puts in bin/; services/ may not
+# exist yet.
+CMD_DIRS := $(wildcard cdc-relay/cmd services)
+
+# Whether a Docker engine answers (not just the docker client).
+DOCKER_ANSWERS := timeout 5 docker info >/dev/null 2>&1
+
+.PHONY: help build test test-short lint services-up
+
+help:
+	@echo 'make build        compile everything; binaries into bin/'
+	@echo 'make test         go vet, then every test with -race (starts Postgres and RabbitMQ when needed)'
+	@echo 'make test-short   unit tests only (go test -short)'
+	@echo 'make lint         gofmt and go vet'
+	@echo 'make services-up  install and start Postgres and RabbitMQ from Debian packages (root)'
+
+build:
+	$(GO) build ./...
+	@mkdir -p bin
+	$(if $(CMD_DIRS),$(GO) build -o bin/ $(patsubst %,./%/...,$(CMD_DIRS)))
+
+# A variable that is set wins over the one ensure-services.sh prints.
+test:
+	@set -euo pipefail; \
+	if { [[ -z "$${SAGA_TEST_PG_URL:-}" ]] || [[ -z "$${SAGA_TEST_AMQP_URL:-}" ]]; } && ! $(DOCKER_ANSWERS); then \
+		echo 'make test: SAGA_TEST_PG_URL / SAGA_TEST_AMQP_URL unset and no Docker engine: running deploy/local/ensure-services.sh' >&2; \
+		pg="$${SAGA_TEST_PG_URL:-}"; amqp="$${SAGA_TEST_AMQP_URL:-}"; \
+		eval "$$(bash deploy/local/ensure-services.sh)"; \
+		export SAGA_TEST_PG_URL="$${pg:-$$SAGA_TEST_PG_URL}" SAGA_TEST_AMQP_URL="$${amqp:-$$SAGA_TEST_AMQP_URL}"; \
+	fi; \
+	set -x; \
+	$(GO) vet ./...; \
+	$(GO) test -race -count=1 -timeout 20m ./...
+
+test-short:
+	$(GO) test -short ./...
+
+lint:
+	@files="$$(git ls-files --cached --others --exclude-standard -- '*.go')"; \
+	bad="$$(gofmt -l $$files)"; \
+	if [[ -n "$$bad" ]]; then echo "gofmt needed on:"; echo "$$bad"; exit 1; fi
+	$(GO) vet ./...
+
+services-up:
+	bash deploy/local/ensure-services.sh

@@ -1,0 +1,143 @@
+package config
+
+import (
+	"io"
+	"log/slog"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+func env(kv map[string]string) func(string) string {
+	return func(k string) string { return kv[k] }
+}
+
+var required = map[string]string{
+	"CDC_RELAY_DATABASE_URL": "postgres://relay:s3cret@db:5432/orders",
+	"CDC_RELAY_AMQP_URL":     "amqp://guest:guest@rabbitmq:5672/",
+}
+
+func with(extra map[string]string) map[string]string {
+	m := map[string]string{}
+	for k, v := range required {
+		m[k] = v
+	}
+	for k, v := range extra {
+		m[k] = v
+	}
+	return m
+}
+
+func TestParseDefaults(t *testing.T) {
+	c, err := Parse("cdc-relay run", nil, env(required), io.Discard)
+	require.NoError(t, err)
+	assert.Equal(t, Config{
+		DatabaseURL:       required["CDC_RELAY_DATABASE_URL"],
+		AMQPURL:           required["CDC_RELAY_AMQP_URL"],
+		Slot:              "cdc_relay",
+		Publication:       "cdc_relay_outbox",
+		Table:             Table{Schema: "public", Name: "outbox"},
+		Exchange:          "saga",
+		HTTPAddr:          ":9400",
+		MaxInFlight:       1000,
+		HeartbeatInterval: 10 * time.Second,
+		LogFormat:         "json",
+		LogLevel:          slog.LevelInfo,
+	}, c)
+}
+
+func TestFlagsOverrideEnvironment(t *testing.T) {
+	c, err := Parse("cdc-relay run",
+		[]string{"--slot", "flag_slot", "--max-in-flight=50", "--table", "events.outbox", "--log-level", "debug"},
+		env(with(map[string]string{"CDC_RELAY_SLOT": "env_slot", "CDC_RELAY_MAX_IN_FLIGHT": "7", "CDC_RELAY_EXCHANGE": "env_x"})), io.Discard)
+	require.NoError(t, err)
+	assert.Equal(t, "flag_slot", c.Slot)
+	assert.Equal(t, 50, c.MaxInFlight)
+	assert.Equal(t, Table{Schema: "events", Name: "outbox"}, c.Table)
+	assert.Equal(t, "env_x", c.Exchange, "env applies where no flag is given")
+	assert.Equal(t, slog.LevelDebug, c.LogLevel)
+}
+
+func TestParseErrorsNameTheVariable(t *testing.T) {
+	tests := []struct {
+		name string
+		env  map[string]string
+		args []string
+		want []string // each must appear in the error
+	}{
+		{"missing URLs", map[string]string{}, nil, []string{"CDC_RELAY_DATABASE_URL (--database-url): is required", "CDC_RELAY_AMQP_URL (--amqp-url): is required"}},
+		{"bad database URL", with(map[string]string{"CDC_RELAY_DATABASE_URL": "postgres://u:pw@host:notaport/db"}), nil, []string{"CDC_RELAY_DATABASE_URL", "not a valid Postgres URL"}},
+		{"amqp scheme", with(map[string]string{"CDC_RELAY_AMQP_URL": "http://rabbit"}), nil, []string{"CDC_RELAY_AMQP_URL", "amqp://"}},
+		{"slot name", with(map[string]string{"CDC_RELAY_SLOT": "Bad-Slot"}), nil, []string{"CDC_RELAY_SLOT", `"Bad-Slot" is not a slot name`}},
+		{"publication name", with(map[string]string{"CDC_RELAY_PUBLICATION": "a b"}), nil, []string{"CDC_RELAY_PUBLICATION"}},
+		{"table name", with(map[string]string{"CDC_RELAY_TABLE": "public.out;drop"}), nil, []string{"CDC_RELAY_TABLE", "not a table name"}},
+		{"empty exchange", with(nil), []string{"--exchange="}, []string{"CDC_RELAY_EXCHANGE", "1 to 255"}},
+		{"http addr", with(map[string]string{"CDC_RELAY_HTTP_ADDR": "9400"}), nil, []string{"CDC_RELAY_HTTP_ADDR", "host:port"}},
+		{"window not a number", with(map[string]string{"CDC_RELAY_MAX_IN_FLIGHT": "lots"}), nil, []string{"CDC_RELAY_MAX_IN_FLIGHT", `"lots" is not a whole number`}},
+		{"window zero", with(map[string]string{"CDC_RELAY_MAX_IN_FLIGHT": "0"}), nil, []string{"CDC_RELAY_MAX_IN_FLIGHT", "out of range"}},
+		{"window too big", with(nil), []string{"--max-in-flight=100001"}, []string{"CDC_RELAY_MAX_IN_FLIGHT", "out of range"}},
+		{"heartbeat not a duration", with(map[string]string{"CDC_RELAY_HEARTBEAT_INTERVAL": "10"}), nil, []string{"CDC_RELAY_HEARTBEAT_INTERVAL", "not a duration"}},
+		{"heartbeat too short", with(map[string]string{"CDC_RELAY_HEARTBEAT_INTERVAL": "1ms"}), nil, []string{"CDC_RELAY_HEARTBEAT_INTERVAL", "out of range"}},
+		{"log format", with(map[string]string{"CDC_RELAY_LOG_FORMAT": "xml"}), nil, []string{"CDC_RELAY_LOG_FORMAT"}},
+		{"log level", with(map[string]string{"CDC_RELAY_LOG_LEVEL": "loud"}), nil, []string{"CDC_RELAY_LOG_LEVEL"}},
+		{"unknown flag", with(nil), []string{"--nope"}, []string{"nope"}},
+		{"stray argument", with(nil), []string{"extra"}, []string{`unexpected argument "extra"`}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := Parse("cdc-relay run", tt.args, env(tt.env), io.Discard)
+			require.Error(t, err)
+			for _, w := range tt.want {
+				assert.Contains(t, err.Error(), w)
+			}
+			assert.NotContains(t, err.Error(), "s3cret", "a secret leaked into the error")
+			assert.NotContains(t, err.Error(), ":pw@", "a secret leaked into the error")
+		})
+	}
+}
+
+func TestLogValueMasksSecrets(t *testing.T) {
+	c, err := Parse("cdc-relay run", nil, env(with(map[string]string{
+		"CDC_RELAY_AMQP_URL": "amqps://user:hunter2@rabbit:5671/vh",
+	})), io.Discard)
+	require.NoError(t, err)
+	var b strings.Builder
+	slog.New(slog.NewJSONHandler(&b, nil)).Info("config", "config", c)
+	out := b.String()
+	assert.NotContains(t, out, "s3cret")
+	assert.NotContains(t, out, "hunter2")
+	assert.Contains(t, out, "postgres://relay:xxxxx@db:5432/orders")
+	assert.Contains(t, out, "amqps://user:xxxxx@rabbit:5671/vh")
+}
+
+func TestMaskURL(t *testing.T) {
+	tests := []struct{ in, want string }{
+		{"postgres://u:p@h/db", "postgres://u:xxxxx@h/db"},
+		{"postgres://u@h/db", "postgres://u@h/db"},
+		{"postgres://h/db?password=p&sslmode=disable", "postgres://h/db?password=xxxxx&sslmode=disable"},
+		{"host=h user=u password=p dbname=d", "host=h user=u password=xxxxx dbname=d"},
+		{"host=h password='a b' dbname=d", "host=h password=xxxxx dbname=d"},
+	}
+	for _, tt := range tests {
+		assert.Equal(t, tt.want, MaskURL(tt.in), tt.in)
+	}
+}
+
+func TestParseTable(t *testing.T) {
+	for in, want := range map[string]Table{
+		"outbox":        {"public", "outbox"},
+		"public.outbox": {"public", "outbox"},
+		"app.events_2":  {"app", "events_2"},
+	} {
+		got, err := ParseTable(in)
+		require.NoError(t, err, in)
+		assert.Equal(t, want, got)
+	}
+	for _, bad := range []string{"", "Outbox", "a.b.c", ".outbox", "x y", `"quoted"`} {
+		_, err := ParseTable(bad)
+		assert.Error(t, err, bad)
+	}
+}

@@ -1,0 +1,172 @@
+package relay_test
+
+import (
+	"context"
+	"net/http"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/saga-cdc/saga/tests/relaytest"
+	"github.com/saga-cdc/saga/tests/testenv"
+)
+
+const (
+	window = 100 // CDC_RELAY_MAX_IN_FLIGHT of the fault tests
+	maxTxn = 50  // rows per transaction, at most
+)
+
+// TestSIGKILLMidStreamLosesNothing kills the relay process twice while rows
+// flow. Nothing may be lost, each writer's order must hold, and duplicates
+// are bounded by what can be unacknowledged at a kill: the window of
+// unconfirmed messages, what was confirmed but not yet reported (at most a
+// window's worth), and the two transactions straddling those positions.
+func TestSIGKILLMidStreamLosesNothing(t *testing.T) {
+	const writers, perWriter = 4, 5000
+	dbURL := testenv.NewOutboxDatabase(t)
+	amqpURL := testenv.AMQPURL(t)
+	exchange := testenv.NewExchange(t)
+	slot := testenv.RandomName("t_slot_")
+	t.Cleanup(func() { testenv.DropSlot(t, dbURL, slot) })
+	got := relaytest.Collect(testenv.Consume(t, testenv.NewQueue(t, exchange, "#")))
+	env := relayEnv(dbURL, amqpURL, slot, exchange, "CDC_RELAY_MAX_IN_FLIGHT=100")
+
+	p := start(t, env, "run")
+	p.waitReady(t)
+	written := make(chan error, 1)
+	go func() { written <- relaytest.WriteAll(context.Background(), dbURL, writers, perWriter, maxTxn, "kill") }()
+
+	for kill := 1; kill <= 2; kill++ {
+		require.Eventually(t, func() bool { return got.Distinct() >= kill*writers*perWriter/3 }, 90*time.Second, 2*time.Millisecond)
+		p.signal(t, syscall.SIGKILL)
+		require.Equal(t, -1, p.wait(t, 10*time.Second), "killed by a signal")
+		p = start(t, env, "run")
+		p.waitReady(t)
+	}
+	require.NoError(t, <-written)
+	got.WaitDistinct(t, writers*perWriter, 120*time.Second)
+	dups := got.Check(t, writers, perWriter)
+	t.Logf("duplicates after 2 SIGKILLs: %d (bound %d per kill)", dups, 2*window+2*maxTxn)
+	assert.LessOrEqual(t, dups, 2*(2*window+2*maxTxn))
+}
+
+// TestSIGTERMDrainsAndExitsZero stops the relay mid-stream with SIGTERM: it
+// exits 0 having reported everything the broker confirmed, so a restart
+// resends at most the transaction that was being read.
+func TestSIGTERMDrainsAndExitsZero(t *testing.T) {
+	const writers, perWriter = 2, 4000
+	dbURL := testenv.NewOutboxDatabase(t)
+	amqpURL := testenv.AMQPURL(t)
+	exchange := testenv.NewExchange(t)
+	slot := testenv.RandomName("t_slot_")
+	t.Cleanup(func() { testenv.DropSlot(t, dbURL, slot) })
+	got := relaytest.Collect(testenv.Consume(t, testenv.NewQueue(t, exchange, "#")))
+	env := relayEnv(dbURL, amqpURL, slot, exchange, "CDC_RELAY_MAX_IN_FLIGHT=100")
+
+	p := start(t, env, "run")
+	p.waitReady(t)
+	written := make(chan error, 1)
+	go func() { written <- relaytest.WriteAll(context.Background(), dbURL, writers, perWriter, maxTxn, "term") }()
+	require.Eventually(t, func() bool { return got.Distinct() >= writers*perWriter/3 }, 60*time.Second, 2*time.Millisecond)
+	p.signal(t, syscall.SIGTERM)
+	require.Equal(t, 0, p.wait(t, 20*time.Second))
+	require.Contains(t, p.out.String(), `"msg":"stopped"`)
+	require.Contains(t, p.out.String(), `"msg":"relay stopped"`)
+	// The slot is free at once: its walsender is gone.
+	require.Eventually(t, func() bool { return !slotActive(t, dbURL, slot) }, 10*time.Second, 20*time.Millisecond)
+	received := got.Len()
+
+	p = start(t, env, "run")
+	p.waitReady(t)
+	require.NoError(t, <-written)
+	got.WaitDistinct(t, writers*perWriter, 90*time.Second)
+	dups := got.Check(t, writers, perWriter)
+	t.Logf("received %d before SIGTERM; duplicates after restart: %d", received, dups)
+	assert.Less(t, dups, maxTxn, "a drained stop resends at most the transaction it was reading")
+}
+
+func slotActive(t *testing.T, dbURL, slot string) bool {
+	t.Helper()
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, dbURL)
+	require.NoError(t, err)
+	defer conn.Close(ctx)
+	var active bool
+	require.NoError(t, conn.QueryRow(ctx, `SELECT active FROM pg_replication_slots WHERE slot_name = $1`, slot).Scan(&active))
+	return active
+}
+
+func TestBadConfigSaysWhatToFix(t *testing.T) {
+	t.Run("missing database URL exits 2 naming the variable", func(t *testing.T) {
+		p := start(t, []string{"CDC_RELAY_AMQP_URL=amqp://guest:guest@127.0.0.1:5672/"}, "run")
+		require.Equal(t, 2, p.wait(t, 10*time.Second))
+		assert.Contains(t, p.out.String(), "cdc-relay: config: CDC_RELAY_DATABASE_URL (--database-url): is required")
+	})
+	t.Run("bad window exits 2 naming the variable", func(t *testing.T) {
+		p := start(t, relayEnv("postgres://h/db", "amqp://h/", "s", "x", "CDC_RELAY_MAX_IN_FLIGHT=-5"), "run")
+		require.Equal(t, 2, p.wait(t, 10*time.Second))
+		assert.Contains(t, p.out.String(), "CDC_RELAY_MAX_IN_FLIGHT (--max-in-flight): -5 is out of range")
+	})
+	t.Run("unknown command exits 2", func(t *testing.T) {
+		p := start(t, nil, "frobnicate")
+		require.Equal(t, 2, p.wait(t, 10*time.Second))
+		assert.Contains(t, p.out.String(), `unknown command "frobnicate"`)
+	})
+	t.Run("missing table exits 1 naming the table", func(t *testing.T) {
+		dbURL := testenv.NewDatabase(t) // no outbox
+		slot := testenv.RandomName("t_slot_")
+		t.Cleanup(func() { testenv.DropSlot(t, dbURL, slot) })
+		p := start(t, relayEnv(dbURL, testenv.AMQPURL(t), slot, testenv.NewExchange(t)), "run")
+		require.Equal(t, 1, p.wait(t, 20*time.Second))
+		assert.Contains(t, p.out.String(), "table public.outbox does not exist")
+	})
+	t.Run("publication without the table exits 1 with the fix", func(t *testing.T) {
+		dbURL := testenv.NewOutboxDatabase(t)
+		ctx := context.Background()
+		conn, err := pgx.Connect(ctx, dbURL)
+		require.NoError(t, err)
+		_, err = conn.Exec(ctx, `CREATE TABLE other (id int); CREATE PUBLICATION wrong_pub FOR TABLE other`)
+		require.NoError(t, err)
+		conn.Close(ctx)
+		slot := testenv.RandomName("t_slot_")
+		t.Cleanup(func() { testenv.DropSlot(t, dbURL, slot) })
+		p := start(t, relayEnv(dbURL, testenv.AMQPURL(t), slot, testenv.NewExchange(t), "CDC_RELAY_PUBLICATION=wrong_pub"), "run")
+		require.Equal(t, 1, p.wait(t, 20*time.Second))
+		assert.Contains(t, p.out.String(), `publication \"wrong_pub\" does not include table public.outbox: ALTER PUBLICATION wrong_pub ADD TABLE public.outbox`)
+	})
+	t.Run("unreachable broker keeps the relay alive and not ready", func(t *testing.T) {
+		dbURL := testenv.NewOutboxDatabase(t)
+		slot := testenv.RandomName("t_slot_")
+		t.Cleanup(func() { testenv.DropSlot(t, dbURL, slot) })
+		p := start(t, relayEnv(dbURL, "amqp://guest:guest@127.0.0.1:1/", slot, "x"), "run")
+		require.Eventually(t, func() bool {
+			code, body := p.get(t, "/readyz")
+			return code == http.StatusServiceUnavailable && assert.ObjectsAreEqual(true, containsAll(body, "connect to broker", "connection refused"))
+		}, 20*time.Second, 20*time.Millisecond)
+		code, _ := p.get(t, "/livez")
+		assert.Equal(t, http.StatusOK, code)
+		assert.Contains(t, p.out.String(), `"msg":"session ended, reconnecting"`)
+		p.signal(t, syscall.SIGTERM)
+		require.Equal(t, 0, p.wait(t, 20*time.Second))
+	})
+	t.Run("wal_level replica exits 1 with the fix", func(t *testing.T) {
+		serverURL := replicaCluster(t)
+		p := start(t, relayEnv(serverURL, testenv.AMQPURL(t), "s", testenv.NewExchange(t)), "run")
+		require.Equal(t, 1, p.wait(t, 20*time.Second))
+		assert.Contains(t, p.out.String(), `wal_level is \"replica\", logical replication needs \"logical\": run ALTER SYSTEM SET wal_level = logical; and restart Postgres`)
+	})
+}
+
+func containsAll(s string, subs ...string) bool {
+	for _, sub := range subs {
+		if !strings.Contains(s, sub) {
+			return false
+		}
+	}
+	return true
+}

@@ -41,8 +41,14 @@ type env struct {
 // them. edit may change the config (a proxy address, a window size).
 func newEnv(t *testing.T, edit func(*config.Config)) *env {
 	t.Helper()
+	return newEnvOn(t, testenv.NewOutboxDatabase(t), edit)
+}
+
+// newEnvOn is newEnv on an existing outbox database.
+func newEnvOn(t *testing.T, dbURL string, edit func(*config.Config)) *env {
+	t.Helper()
 	e := &env{
-		dbURL:    testenv.NewOutboxDatabase(t),
+		dbURL:    dbURL,
 		amqpURL:  testenv.AMQPURL(t),
 		exchange: testenv.NewExchange(t),
 		slot:     testenv.RandomName("t_slot_"),
@@ -349,4 +355,37 @@ func TestRowWithInvalidHeadersIsDeliveredMarked(t *testing.T) {
 		t.Fatal("row with invalid headers was not delivered")
 	}
 	assert.Contains(t, scrape(t, e.http.URL), `cdc_relay_rows_invalid_total{slot="`+e.slot+`"} 1`)
+}
+
+// Other tables of the publication, and updates and deletes of the outbox,
+// are not events: only outbox inserts are published.
+func TestOnlyOutboxInsertsArePublished(t *testing.T) {
+	dbURL := testenv.NewOutboxDatabase(t)
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, dbURL)
+	require.NoError(t, err)
+	defer conn.Close(ctx)
+	_, err = conn.Exec(ctx, `CREATE TABLE other (id int PRIMARY KEY, v text);
+		ALTER TABLE outbox REPLICA IDENTITY FULL;
+		ALTER PUBLICATION cdc_relay_outbox ADD TABLE other;
+		ALTER PUBLICATION cdc_relay_outbox SET (publish = 'insert, update, delete, truncate')`)
+	require.NoError(t, err)
+
+	e := newEnvOn(t, dbURL, nil)
+	got := relaytest.Collect(testenv.Consume(t, testenv.NewQueue(t, e.exchange, "#")))
+	e.waitReady(t)
+
+	require.NoError(t, relaytest.Write(ctx, dbURL, 0, 1, 2, 2, "k"))
+	_, err = conn.Exec(ctx, `INSERT INTO other VALUES (1, 'a');
+		UPDATE outbox SET aggregate_id = 'changed';
+		DELETE FROM outbox WHERE payload->>'seq' = '1';
+		UPDATE other SET v = 'b'`)
+	require.NoError(t, err)
+	require.NoError(t, relaytest.Write(ctx, dbURL, 0, 3, 1, 1, "k"))
+	got.WaitDistinct(t, 3, 20*time.Second)
+	// The last write's commit is acknowledged: nothing after it is pending.
+	wal := currentWAL(t, dbURL)
+	require.Eventually(t, func() bool { return slotFlush(t, dbURL, e.slot) >= wal }, 10*time.Second, 20*time.Millisecond)
+	assert.Equal(t, 3, got.Len(), "only the three outbox inserts")
+	assert.Equal(t, 0, got.Check(t, 1, 3))
 }

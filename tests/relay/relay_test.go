@@ -170,3 +170,46 @@ func containsAll(s string, subs ...string) bool {
 	}
 	return true
 }
+
+// TestStandbyTakesOverWhenTheActiveRelayDies runs two relays on one slot,
+// as sidecars of a service with two replicas do: the second waits as a
+// standby (alive, not ready) and streams within 10 s of the first one's
+// SIGKILL, with nothing lost and order kept.
+func TestStandbyTakesOverWhenTheActiveRelayDies(t *testing.T) {
+	const writers, perWriter = 2, 4000
+	dbURL := testenv.NewOutboxDatabase(t)
+	amqpURL := testenv.AMQPURL(t)
+	exchange := testenv.NewExchange(t)
+	slot := testenv.RandomName("t_slot_")
+	t.Cleanup(func() { testenv.DropSlot(t, dbURL, slot) })
+	got := relaytest.Collect(testenv.Consume(t, testenv.NewQueue(t, exchange, "#")))
+	env := relayEnv(dbURL, amqpURL, slot, exchange, "CDC_RELAY_MAX_IN_FLIGHT=100")
+
+	active := start(t, env, "run")
+	active.waitReady(t)
+	standby := start(t, env, "run")
+	require.Eventually(t, func() bool {
+		code, body := standby.get(t, "/readyz")
+		return code == http.StatusServiceUnavailable && strings.Contains(body, `"phase": "standby"`)
+	}, 10*time.Second, 20*time.Millisecond)
+	code, _ := standby.get(t, "/livez")
+	require.Equal(t, http.StatusOK, code)
+
+	written := make(chan error, 1)
+	go func() { written <- relaytest.WriteAll(context.Background(), dbURL, writers, perWriter, maxTxn, "standby") }()
+	require.Eventually(t, func() bool { return got.Distinct() >= writers*perWriter/4 }, 60*time.Second, 2*time.Millisecond)
+	active.signal(t, syscall.SIGKILL)
+	killed := time.Now()
+	active.wait(t, 10*time.Second)
+	require.Eventually(t, func() bool {
+		code, _ := standby.get(t, "/readyz")
+		return code == http.StatusOK
+	}, 10*time.Second, 10*time.Millisecond, "standby did not take over; output:\n%s", standby.out.String())
+	t.Logf("standby streaming %s after the SIGKILL", time.Since(killed).Round(time.Millisecond))
+
+	require.NoError(t, <-written)
+	got.WaitDistinct(t, writers*perWriter, 90*time.Second)
+	dups := got.Check(t, writers, perWriter)
+	t.Logf("duplicates: %d", dups)
+	assert.LessOrEqual(t, dups, 2*window+2*maxTxn)
+}

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"runtime"
 	"runtime/debug"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -14,6 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/saga-cdc/saga/cdc-relay/internal/checkpoint"
+	"github.com/saga-cdc/saga/cdc-relay/internal/replication"
 )
 
 // Metrics is one relay's metric set, on its own registry.
@@ -33,7 +35,16 @@ type Metrics struct {
 	lagBytes        prometheus.Gauge
 	reconnects      *prometheus.CounterVec
 	ready           prometheus.Gauge
+	retainedWAL     prometheus.Gauge
+	safeWALSize     prometheus.Gauge
+	walStatus       *prometheus.GaugeVec
+
+	mu        sync.Mutex
+	heartbeat time.Time // last heartbeat read back
 }
+
+// walStatuses are the values of pg_replication_slots.wal_status.
+var walStatuses = []string{"reserved", "extended", "unreserved", "lost"}
 
 // latencyBuckets span 250 µs to 30 s.
 var latencyBuckets = prometheus.ExponentialBuckets(0.00025, 2.5, 14)
@@ -67,20 +78,36 @@ func New(slot string) *Metrics {
 		serverWALEnd: prometheus.NewGauge(prometheus.GaugeOpts{Name: "cdc_relay_server_wal_end_lsn",
 			Help: "Server WAL position from the last keepalive.", ConstLabels: labels}),
 		lagBytes: prometheus.NewGauge(prometheus.GaugeOpts{Name: "cdc_relay_slot_lag_bytes",
-			Help: "Server WAL end minus the confirmed position.", ConstLabels: labels}),
+			Help: "Current WAL minus the slot's confirmed_flush_lsn, read with each heartbeat.", ConstLabels: labels}),
 		reconnects: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "cdc_relay_reconnects_total",
 			Help: "Sessions ended by an error and retried, by the side that failed.", ConstLabels: labels}, []string{"target"}),
 		ready: prometheus.NewGauge(prometheus.GaugeOpts{Name: "cdc_relay_ready",
 			Help: "1 while streaming with an open broker channel.", ConstLabels: labels}),
+		retainedWAL: prometheus.NewGauge(prometheus.GaugeOpts{Name: "cdc_relay_slot_retained_wal_bytes",
+			Help: "WAL the slot keeps on disk: current WAL minus restart_lsn.", ConstLabels: labels}),
+		safeWALSize: prometheus.NewGauge(prometheus.GaugeOpts{Name: "cdc_relay_slot_safe_wal_size_bytes",
+			Help: "WAL that can still be written before the slot is invalidated (-1: max_slot_wal_keep_size unlimited).", ConstLabels: labels}),
+		walStatus: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "cdc_relay_slot_wal_status",
+			Help: "1 for the slot's current wal_status (reserved, extended, unreserved, lost).", ConstLabels: labels}, []string{"status"}),
 	}
 	for _, c := range []prometheus.Collector{m.published, m.confirmed, m.returned, m.nacked, m.invalidRows,
 		m.publishConfirm, m.commitToConfirm, m.receivedLSN, m.confirmedLSN, m.serverWALEnd, m.lagBytes,
-		m.reconnects, m.ready} {
+		m.reconnects, m.ready, m.retainedWAL, m.safeWALSize, m.walStatus} {
 		f(c)
 	}
 	for _, t := range []string{"broker", "database"} {
 		m.reconnects.WithLabelValues(t)
 	}
+	f(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "cdc_relay_heartbeat_age_seconds",
+		Help: "Seconds since a heartbeat last came back through the stream (0 before the first).", ConstLabels: labels},
+		func() float64 {
+			m.mu.Lock()
+			defer m.mu.Unlock()
+			if m.heartbeat.IsZero() {
+				return 0
+			}
+			return time.Since(m.heartbeat).Seconds()
+		}))
 	build := prometheus.NewGauge(prometheus.GaugeOpts{Name: "cdc_relay_build_info", Help: "Build information.",
 		ConstLabels: prometheus.Labels{"version": version(), "goversion": runtime.Version()}})
 	build.Set(1)
@@ -129,11 +156,31 @@ func (m *Metrics) Positions(received, confirmed, serverEnd checkpoint.LSN) {
 	m.receivedLSN.Set(float64(received))
 	m.confirmedLSN.Set(float64(confirmed))
 	m.serverWALEnd.Set(float64(serverEnd))
-	lag := 0.0
-	if serverEnd > confirmed {
-		lag = float64(serverEnd - confirmed)
+}
+
+// SlotHealth implements relay.Observer.
+func (m *Metrics) SlotHealth(h replication.SlotHealth) {
+	m.lagBytes.Set(float64(h.LagBytes))
+	m.retainedWAL.Set(float64(h.RetainedWALBytes))
+	safe := -1.0
+	if h.SafeWALSize != nil {
+		safe = float64(*h.SafeWALSize)
 	}
-	m.lagBytes.Set(lag)
+	m.safeWALSize.Set(safe)
+	for _, s := range walStatuses {
+		v := 0.0
+		if s == h.WALStatus {
+			v = 1
+		}
+		m.walStatus.WithLabelValues(s).Set(v)
+	}
+}
+
+// HeartbeatSeen implements relay.Observer.
+func (m *Metrics) HeartbeatSeen(at time.Time) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.heartbeat = at
 }
 
 // Reconnect implements relay.Observer.

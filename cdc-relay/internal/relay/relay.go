@@ -32,6 +32,10 @@ type Observer interface {
 	Positions(received, confirmed, serverEnd checkpoint.LSN)
 	Reconnect(target string)
 	Ready(ready bool)
+	// SlotHealth reports the slot as the heartbeat statement read it.
+	SlotHealth(h replication.SlotHealth)
+	// HeartbeatSeen reports that a heartbeat came back through the stream.
+	HeartbeatSeen(at time.Time)
 }
 
 // Targets of Observer.Reconnect.
@@ -100,7 +104,7 @@ func (r *Relay) Run(ctx context.Context) error {
 	for {
 		began := time.Now()
 		err := r.session(ctx)
-		r.st.session(nil, nil)
+		r.st.session(nil, nil, 0)
 		r.obs.Ready(false)
 		if ctx.Err() != nil {
 			r.st.set(PhaseStopped, "stopped")
@@ -164,17 +168,17 @@ type brokerError struct{ error }
 
 func (e brokerError) Unwrap() error { return e.error }
 
+// session runs one streaming session. The database comes first: a standby
+// finds the slot busy with one query and opens nothing else.
 func (r *Relay) session(ctx context.Context) error {
-	r.st.set(PhaseStarting, "connecting to the broker")
-	pub, err := publisher.Dial(ctx, r.cfg.AMQPURL, r.cfg.Exchange, r.cfg.MaxInFlight, r.log)
-	if err != nil {
-		return brokerError{err}
-	}
-	defer pub.Close()
-
 	r.st.set(PhaseStarting, "preparing the database")
+	ctl, err := replication.Connect(ctx, r.cfg.DatabaseURL)
+	if err != nil {
+		return err
+	}
+	defer ctl.Close(context.WithoutCancel(ctx))
 	target := replication.Target{Slot: r.cfg.Slot, Publication: r.cfg.Publication, Schema: r.cfg.Table.Schema, Table: r.cfg.Table.Name}
-	slot, err := replication.Prepare(ctx, r.cfg.DatabaseURL, target)
+	slot, err := replication.PrepareConn(ctx, ctl, target)
 	if err != nil {
 		return err
 	}
@@ -187,6 +191,13 @@ func (r *Relay) session(ctx context.Context) error {
 	}
 	defer stream.Close(context.WithoutCancel(ctx))
 
+	r.st.set(PhaseStarting, "connecting to the broker")
+	pub, err := publisher.Dial(ctx, r.cfg.AMQPURL, r.cfg.Exchange, r.cfg.MaxInFlight, r.log)
+	if err != nil {
+		return brokerError{err}
+	}
+	defer pub.Close()
+
 	tracker := checkpoint.New(slot.ConfirmedFlush)
 	s := &session{
 		cfg:       r.cfg,
@@ -194,6 +205,7 @@ func (r *Relay) session(ctx context.Context) error {
 		obs:       r.obs,
 		st:        r.st,
 		stream:    stream,
+		ctl:       ctl,
 		pub:       pub,
 		tracker:   tracker,
 		source:    "/cdc-relay/" + slot.Database + "/" + r.cfg.Table.String(),
@@ -201,7 +213,7 @@ func (r *Relay) session(ctx context.Context) error {
 		relations: map[uint32]*relation{},
 		sentFlush: slot.ConfirmedFlush,
 	}
-	r.st.session(tracker, pub.Open)
+	r.st.session(tracker, pub.Open, r.cfg.HeartbeatInterval)
 	r.st.set(PhaseStreaming, "")
 	r.obs.Ready(true)
 	r.log.Info("streaming", logkey.LSN, slot.ConfirmedFlush.String(), "retained_wal_bytes", slot.RetainedWALBytes)
@@ -221,6 +233,7 @@ func (r *Relay) session(ctx context.Context) error {
 		defer cancel()
 		return s.run(ctx, gctx)
 	})
+	g.Go(func() error { return s.heartbeats(gctx) })
 	return g.Wait()
 }
 
@@ -233,3 +246,5 @@ func (nopObserver) InvalidRow()                                              {}
 func (nopObserver) Positions(checkpoint.LSN, checkpoint.LSN, checkpoint.LSN) {}
 func (nopObserver) Reconnect(string)                                         {}
 func (nopObserver) Ready(bool)                                               {}
+func (nopObserver) SlotHealth(replication.SlotHealth)                        {}
+func (nopObserver) HeartbeatSeen(time.Time)                                  {}

@@ -5,9 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/jackc/pglogrepl"
+	"github.com/jackc/pgx/v5"
 
 	"github.com/saga-cdc/saga/cdc-relay/internal/checkpoint"
 	"github.com/saga-cdc/saga/cdc-relay/internal/config"
@@ -31,6 +34,7 @@ type session struct {
 	obs     Observer
 	st      *state
 	stream  *replication.Stream
+	ctl     *pgx.Conn // regular connection: heartbeats and slot health
 	pub     *publisher.Publisher
 	tracker *checkpoint.Tracker
 	source  string
@@ -123,6 +127,12 @@ func (s *session) handle(ctx context.Context, d replication.Data) error {
 			return nil // another table of the publication
 		}
 		return s.publish(ctx, rel.layout, m, d.WALStart)
+	case *pglogrepl.LogicalDecodingMessage:
+		if m.Prefix == replication.HeartbeatPrefix && strings.HasPrefix(string(m.Content), s.cfg.Slot+" ") {
+			now := time.Now()
+			s.st.heartbeatSeen(now)
+			s.obs.HeartbeatSeen(now)
+		}
 	case *pglogrepl.CommitMessage:
 		if err := s.tracker.Commit(m.TransactionEndLSN); err != nil {
 			return err
@@ -131,8 +141,8 @@ func (s *session) handle(ctx context.Context, d replication.Data) error {
 			s.log.Debug("commit", logkey.XID, s.xid, logkey.LSN, m.TransactionEndLSN.String())
 		}
 	}
-	// Updates, deletes, truncates, types, origins and logical messages are
-	// not outbox events: the publication asks for inserts only.
+	// Updates, deletes, truncates, types, origins and other logical
+	// messages are not outbox events.
 	return nil
 }
 
@@ -250,4 +260,60 @@ func (s *session) Failed(f *publisher.Failure) {
 	}
 	s.obs.Failed(reason)
 	// Not logged here: the session ends with f, and Run logs it once.
+}
+
+// heartbeats runs the heartbeat statement every interval: it writes a
+// message the stream must read back (design §4.3: a heartbeat that does not
+// come back marks the relay not ready) and reads the slot's health. A slot
+// that disappears or is invalidated while streaming ends the relay with the
+// repair; a failed heartbeat is only logged, since the stream decides
+// whether the session is alive.
+func (s *session) heartbeats(ctx context.Context) error {
+	tick := time.NewTicker(s.cfg.HeartbeatInterval)
+	defer tick.Stop()
+	orig := s.ctl // closed by the session; a replacement is closed here
+	defer func() {
+		if s.ctl != orig {
+			s.ctl.Close(context.WithoutCancel(ctx))
+		}
+	}()
+	failing := false
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-tick.C:
+		}
+		hctx, cancel := context.WithTimeout(ctx, s.cfg.HeartbeatInterval)
+		h, err := replication.Heartbeat(hctx, s.ctl, s.cfg.Slot, s.cfg.Slot+" "+strconv.FormatInt(time.Now().UnixNano(), 10))
+		cancel()
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			if !failing {
+				s.log.Warn("heartbeat statement failed; the stream's heartbeat age tells whether it stalls", logkey.Err, err)
+			}
+			failing = true
+			if s.ctl.IsClosed() {
+				// A timed-out statement closes its connection: open another
+				// and keep streaming; the stream decides whether the session lives.
+				cctx, cancel := context.WithTimeout(ctx, s.cfg.HeartbeatInterval)
+				if ctl, err := replication.Connect(cctx, s.cfg.DatabaseURL); err == nil {
+					s.ctl = ctl
+				}
+				cancel()
+			}
+			continue
+		}
+		failing = false
+		s.st.slotHealth(h)
+		s.obs.SlotHealth(h)
+		switch {
+		case !h.Exists:
+			return replication.SlotLost(s.cfg.Slot, "it was dropped while the relay streamed")
+		case h.WALStatus == "lost":
+			return replication.SlotLost(s.cfg.Slot, "its WAL was removed (max_slot_wal_keep_size)")
+		}
+	}
 }

@@ -1,10 +1,12 @@
 package relay
 
 import (
+	"fmt"
 	"sync"
 	"time"
 
 	"github.com/saga-cdc/saga/cdc-relay/internal/checkpoint"
+	"github.com/saga-cdc/saga/cdc-relay/internal/replication"
 )
 
 // Phase is what the relay is doing.
@@ -28,7 +30,11 @@ type Status struct {
 	ReceivedLSN   string     `json:"received_lsn"`
 	ConfirmedLSN  string     `json:"confirmed_lsn"`
 	ServerWALEnd  string     `json:"server_wal_end"`
-	LagBytes      uint64     `json:"lag_bytes"`
+	LagBytes      int64      `json:"lag_bytes"`
+	RetainedWAL   int64      `json:"retained_wal_bytes"`
+	WALStatus     string     `json:"wal_status,omitempty"`
+	SafeWALSize   *int64     `json:"safe_wal_size,omitempty"`
+	HeartbeatAge  *float64   `json:"heartbeat_age_seconds,omitempty"`
 	InFlight      uint64     `json:"in_flight"`
 	Published     uint64     `json:"events_published"`
 	LastEventAt   *time.Time `json:"last_event_at,omitempty"`
@@ -52,6 +58,10 @@ type state struct {
 	lastErrAt   time.Time
 	reconnects  uint64
 	since       time.Time
+	interval    time.Duration // heartbeat interval of the session
+	heartbeat   time.Time     // last heartbeat read back (session start until the first)
+	health      replication.SlotHealth
+	hasHealth   bool
 }
 
 func (s *state) set(p Phase, reason string) {
@@ -69,10 +79,33 @@ func (s *state) fail(err error) {
 	s.lastErr, s.lastErrAt = err.Error(), time.Now()
 }
 
-func (s *state) session(t *checkpoint.Tracker, brokerOpen func() bool) {
+func (s *state) session(t *checkpoint.Tracker, brokerOpen func() bool, heartbeatInterval time.Duration) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.tracker, s.brokerOpen = t, brokerOpen
+	s.tracker, s.brokerOpen, s.interval = t, brokerOpen, heartbeatInterval
+	s.heartbeat = time.Now()
+}
+
+func (s *state) heartbeatSeen(at time.Time) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.heartbeat = at
+}
+
+func (s *state) slotHealth(h replication.SlotHealth) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.health, s.hasHealth = h, true
+}
+
+// stalled reports a stream whose heartbeat has not come back for two
+// intervals: the relay is not ready, though it may still be connected.
+func (s *state) stalled(now time.Time) (time.Duration, bool) {
+	if s.tracker == nil || s.interval == 0 {
+		return 0, false
+	}
+	age := now.Sub(s.heartbeat)
+	return age, age > 2*s.interval
 }
 
 func (s *state) event() {
@@ -99,9 +132,9 @@ func (s *state) snapshot() Status {
 		p := s.tracker.Positions()
 		st.ReceivedLSN, st.ConfirmedLSN, st.ServerWALEnd = p.Received.String(), p.Confirmed.String(), p.ServerEnd.String()
 		st.InFlight = p.InFlight
-		if p.ServerEnd > p.Confirmed {
-			st.LagBytes = uint64(p.ServerEnd - p.Confirmed)
-		}
+	}
+	if s.hasHealth {
+		st.LagBytes, st.RetainedWAL, st.WALStatus, st.SafeWALSize = s.health.LagBytes, s.health.RetainedWALBytes, s.health.WALStatus, s.health.SafeWALSize
 	}
 	if !s.lastEventAt.IsZero() {
 		t := s.lastEventAt
@@ -115,12 +148,20 @@ func (s *state) snapshot() Status {
 		t := s.since
 		st.StreamingFrom = &t
 	}
-	st.Ready = s.phase == PhaseStreaming && st.BrokerOpen
-	if !st.Ready && st.Reason == "" {
+	age, stalled := s.stalled(time.Now())
+	if s.tracker != nil {
+		a := age.Seconds()
+		st.HeartbeatAge = &a
+	}
+	st.Ready = s.phase == PhaseStreaming && st.BrokerOpen && !stalled
+	switch {
+	case st.Ready:
+	case s.phase == PhaseStreaming && !st.BrokerOpen:
+		st.Reason = "broker channel closed"
+	case s.phase == PhaseStreaming && stalled:
+		st.Reason = fmt.Sprintf("stalled: no heartbeat read back from the stream for %s (interval %s)", age.Round(time.Millisecond), s.interval)
+	case st.Reason == "":
 		st.Reason = string(s.phase)
-		if s.phase == PhaseStreaming {
-			st.Reason = "broker channel closed"
-		}
 	}
 	return st
 }

@@ -65,12 +65,16 @@ type Slot struct {
 // with the historic snapshot of each transaction, so a publication created
 // after the slot makes decoding fail).
 func Prepare(ctx context.Context, dbURL string, t Target) (Slot, error) {
-	conn, err := pgx.Connect(ctx, dbURL)
+	conn, err := Connect(ctx, dbURL)
 	if err != nil {
-		return Slot{}, fmt.Errorf("connect to database: %w", err)
+		return Slot{}, err
 	}
 	defer conn.Close(context.WithoutCancel(ctx))
+	return PrepareConn(ctx, conn, t)
+}
 
+// PrepareConn is Prepare on an open connection.
+func PrepareConn(ctx context.Context, conn *pgx.Conn, t Target) (Slot, error) {
 	var walLevel, db string
 	if err := conn.QueryRow(ctx, `SELECT current_setting('wal_level'), current_database()`).Scan(&walLevel, &db); err != nil {
 		return Slot{}, fmt.Errorf("read wal_level: %w", err)
@@ -150,22 +154,14 @@ func ensureSlot(ctx context.Context, conn *pgx.Conn, t Target, db string) (Slot,
 		plugin, slotDB, walStatus *string
 		confirmed                 *string
 		retained                  *int64
+		active                    bool
+		pid                       *int32
 	)
 	err := conn.QueryRow(ctx, `SELECT plugin, database, wal_status, confirmed_flush_lsn::text,
-			(pg_current_wal_lsn() - restart_lsn)::bigint
-		FROM pg_replication_slots WHERE slot_name = $1`, t.Slot).Scan(&plugin, &slotDB, &walStatus, &confirmed, &retained)
+			(pg_current_wal_lsn() - restart_lsn)::bigint, active, active_pid
+		FROM pg_replication_slots WHERE slot_name = $1`, t.Slot).Scan(&plugin, &slotDB, &walStatus, &confirmed, &retained, &active, &pid)
 	if errors.Is(err, pgx.ErrNoRows) {
-		var lsn string
-		if err := conn.QueryRow(ctx, `SELECT lsn::text FROM pg_create_logical_replication_slot($1, 'pgoutput')`, t.Slot).Scan(&lsn); err != nil {
-			var pgErr *pgconn.PgError
-			if errors.As(err, &pgErr) && pgErr.Code == "42710" { // another relay created it meanwhile
-				return ensureSlot(ctx, conn, t, db)
-			}
-			return Slot{}, fmt.Errorf("create replication slot %q: %w", t.Slot, err)
-		}
-		s.Created = true
-		s.ConfirmedFlush, err = pglogrepl.ParseLSN(lsn)
-		return s, err
+		return createSlot(ctx, conn, t, db)
 	}
 	if err != nil {
 		return Slot{}, fmt.Errorf("read replication slot %q: %w", t.Slot, err)
@@ -177,8 +173,12 @@ func ensureSlot(ctx context.Context, conn *pgx.Conn, t Target, db string) (Slot,
 		return Slot{}, fatal("replication slot %q belongs to database %q, not %q: set CDC_RELAY_SLOT to a slot of this database", t.Slot, deref(slotDB), db)
 	}
 	if walStatus != nil && *walStatus == "lost" || confirmed == nil {
-		return Slot{}, fatal("replication slot %q is lost: its WAL was removed (max_slot_wal_keep_size), so rows since it last streamed are not in the WAL. "+
-			"Repair: drop and recreate the slot, then re-publish the missed rows from the outbox with `cdc-relay replay --since <time of the last relayed row>`", t.Slot)
+		return Slot{}, SlotLost(t.Slot, "its WAL was removed (max_slot_wal_keep_size)")
+	}
+	if active {
+		// Checked here, before a replication connection is opened, so a
+		// standby polling for the slot costs one query.
+		return Slot{}, fmt.Errorf("%w: slot %q is streaming to pid %d", ErrSlotActive, t.Slot, derefInt(pid))
 	}
 	s.ConfirmedFlush, err = pglogrepl.ParseLSN(*confirmed)
 	if retained != nil {
@@ -187,11 +187,74 @@ func ensureSlot(ctx context.Context, conn *pgx.Conn, t Target, db string) (Slot,
 	return s, err
 }
 
+// SlotLost is the fatal error of a slot that can no longer deliver what was
+// written since it last streamed; it names the repair (design §4.6).
+func SlotLost(slot, why string) error {
+	return fatal("replication slot %q is lost: %s; rows written since it last streamed are not in its stream. "+
+		"Repair: `cdc-relay slot create` (after `cdc-relay slot drop --force` if it still exists), "+
+		"then `cdc-relay replay --since <created_at of the last row consumers received>`, then start the relay; consumers dedup the overlap by message id", slot, why)
+}
+
+// createSlot creates the missing slot, unless the outbox already holds rows:
+// then the slot was lost (dropped, or missing after a failover) or never
+// streamed those rows, and creating it silently would skip them. An empty
+// outbox is the first start. The relay needs only SELECT for this check.
+func createSlot(ctx context.Context, conn *pgx.Conn, t Target, db string) (Slot, error) {
+	var oldest time.Time
+	err := conn.QueryRow(ctx, fmt.Sprintf(`SELECT created_at FROM %s ORDER BY created_at LIMIT 1`, t.qualified())).Scan(&oldest)
+	switch {
+	case err == nil:
+		return Slot{}, SlotLost(t.Slot, fmt.Sprintf("it does not exist but table %s.%s holds rows (oldest from %s); "+
+			"if this is a first start on an outbox that already has rows, create the slot with `cdc-relay slot create` and replay what consumers should get", t.Schema, t.Table, oldest.UTC().Format(time.RFC3339)))
+	case !errors.Is(err, pgx.ErrNoRows):
+		return Slot{}, fmt.Errorf("read %s.%s: %w", t.Schema, t.Table, err)
+	}
+	var lsn string
+	if err := conn.QueryRow(ctx, `SELECT lsn::text FROM pg_create_logical_replication_slot($1, 'pgoutput')`, t.Slot).Scan(&lsn); err != nil {
+		var pgErr *pgconn.PgError
+		if errors.As(err, &pgErr) && pgErr.Code == "42710" { // another relay created it meanwhile
+			return ensureSlot(ctx, conn, t, db)
+		}
+		return Slot{}, fmt.Errorf("create replication slot %q: %w", t.Slot, err)
+	}
+	s := Slot{Name: t.Slot, Database: db, Created: true}
+	s.ConfirmedFlush, err = pglogrepl.ParseLSN(lsn)
+	return s, err
+}
+
+func derefInt(p *int32) int32 {
+	if p == nil {
+		return 0
+	}
+	return *p
+}
+
 func deref(s *string) string {
 	if s == nil {
 		return ""
 	}
 	return *s
+}
+
+// connectTimeout bounds a connection attempt when the URL sets none
+// (connect_timeout), so an unreachable server is retried rather than waited on.
+const connectTimeout = 10 * time.Second
+
+// Connect opens a regular connection (for checks, heartbeats, admin).
+func Connect(ctx context.Context, dbURL string) (*pgx.Conn, error) {
+	cfg, err := pgx.ParseConfig(dbURL)
+	if err != nil {
+		return nil, fmt.Errorf("parse database URL: %w", err)
+	}
+	if cfg.ConnectTimeout == 0 {
+		cfg.ConnectTimeout = connectTimeout
+	}
+	cfg.RuntimeParams["application_name"] = "cdc-relay"
+	conn, err := pgx.ConnectConfig(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("connect to database: %w", err)
+	}
+	return conn, nil
 }
 
 // Stream is a replication connection streaming one slot.
@@ -207,6 +270,9 @@ func Start(ctx context.Context, dbURL string, t Target, start LSN) (*Stream, err
 	cfg, err := pgconn.ParseConfig(dbURL)
 	if err != nil {
 		return nil, fmt.Errorf("parse database URL: %w", err)
+	}
+	if cfg.ConnectTimeout == 0 {
+		cfg.ConnectTimeout = connectTimeout
 	}
 	cfg.RuntimeParams["replication"] = "database"
 	cfg.RuntimeParams["application_name"] = "cdc-relay"
@@ -232,7 +298,7 @@ func Start(ctx context.Context, dbURL string, t Target, start LSN) (*Stream, err
 			return nil, fmt.Errorf("%w: %s", ErrSlotActive, pgErr.Message)
 		}
 		if errors.As(err, &pgErr) && pgErr.Code == "42704" {
-			return nil, fatal("replication slot %q does not exist any more: %s", t.Slot, pgErr.Message)
+			return nil, SlotLost(t.Slot, "it was dropped")
 		}
 		return nil, fmt.Errorf("start replication on slot %q: %w", t.Slot, err)
 	}
@@ -325,4 +391,45 @@ func (s *Stream) SendStatus(ctx context.Context, write, flush LSN, replyRequeste
 // Close ends the stream and the connection.
 func (s *Stream) Close(ctx context.Context) error {
 	return s.conn.Close(ctx)
+}
+
+// HeartbeatPrefix is the prefix of the relay's logical decoding messages.
+const HeartbeatPrefix = "cdc-relay-heartbeat"
+
+// SlotHealth is what the heartbeat statement reads of the slot.
+type SlotHealth struct {
+	Exists           bool
+	WALStatus        string // reserved, extended, unreserved, lost
+	SafeWALSize      *int64 // bytes before invalidation; nil when max_slot_wal_keep_size is -1
+	RetainedWALBytes int64  // current WAL − restart_lsn
+	LagBytes         int64  // current WAL − confirmed_flush_lsn
+}
+
+// Heartbeat writes a transactional logical decoding message carrying
+// payload, which the slot's stream reads back (proof the stream moves), and
+// reads the slot's health, in one statement: on an idle database this is
+// all the relay runs.
+func Heartbeat(ctx context.Context, conn *pgx.Conn, slot, payload string) (SlotHealth, error) {
+	var (
+		h                   SlotHealth
+		walStatus           *string
+		retained, lag, safe *int64
+	)
+	err := conn.QueryRow(ctx, `SELECT s.slot_name IS NOT NULL, s.wal_status, s.safe_wal_size,
+			(pg_current_wal_lsn() - s.restart_lsn)::bigint, (pg_current_wal_lsn() - s.confirmed_flush_lsn)::bigint
+		FROM (SELECT pg_logical_emit_message(true, $1, $2)) AS hb
+		LEFT JOIN pg_replication_slots s ON s.slot_name = $3`, HeartbeatPrefix, payload, slot).
+		Scan(&h.Exists, &walStatus, &safe, &retained, &lag)
+	if err != nil {
+		return SlotHealth{}, fmt.Errorf("heartbeat: %w", err)
+	}
+	h.WALStatus = deref(walStatus)
+	h.SafeWALSize = safe
+	if retained != nil {
+		h.RetainedWALBytes = *retained
+	}
+	if lag != nil {
+		h.LagBytes = *lag
+	}
+	return h, nil
 }

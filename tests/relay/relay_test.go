@@ -196,7 +196,9 @@ func TestStandbyTakesOverWhenTheActiveRelayDies(t *testing.T) {
 	require.Equal(t, http.StatusOK, code)
 
 	written := make(chan error, 1)
-	go func() { written <- relaytest.WriteAll(context.Background(), dbURL, writers, perWriter, maxTxn, "standby") }()
+	go func() {
+		written <- relaytest.WriteAll(context.Background(), dbURL, writers, perWriter, maxTxn, "standby")
+	}()
 	require.Eventually(t, func() bool { return got.Distinct() >= writers*perWriter/4 }, 60*time.Second, 2*time.Millisecond)
 	active.signal(t, syscall.SIGKILL)
 	killed := time.Now()

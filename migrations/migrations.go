@@ -16,7 +16,7 @@ import (
 	"github.com/jackc/pgx/v5"
 )
 
-//go:embed outbox/*.sql
+//go:embed outbox/*.sql order/*.sql stock/*.sql payment/*.sql
 var files embed.FS
 
 // Migration is one SQL file. Version is its path below this package
@@ -32,6 +32,18 @@ type Set []Migration
 // Outbox is the outbox table and its publication (design §3): the part every
 // service database shares, and all cdc-relay needs.
 func Outbox() Set { return mustLoad(files, "outbox") }
+
+// Order is the order service's database: the outbox, then its inbox and
+// orders tables.
+func Order() Set { return append(Outbox(), mustLoad(files, "order")...) }
+
+// Stock is the stock service's database: the outbox, then its inbox, stock
+// and reservation tables, and the seed products "1" and "2".
+func Stock() Set { return append(Outbox(), mustLoad(files, "stock")...) }
+
+// Payment is the payment service's database: the outbox, then its inbox and
+// payment tables.
+func Payment() Set { return append(Outbox(), mustLoad(files, "payment")...) }
 
 // Load reads every *.sql file of dir in fsys, in lexical order, as a Set.
 // Services embed their own folder and append it to Outbox().

@@ -1,0 +1,67 @@
+package platform
+
+import (
+	"context"
+	"fmt"
+
+	amqp "github.com/rabbitmq/amqp091-go"
+)
+
+// Routing keys of design §6. They are the seed's and never change; queue
+// names may get a prefix (Config.QueuePrefix).
+const (
+	RoutingKeyOrder   = "order.v1"
+	RoutingKeyStock   = "stock.v1"
+	RoutingKeyPayment = "payment.v1"
+)
+
+// Topology is the exchange and queues of design §6.
+type Topology struct {
+	Exchange    string
+	QueuePrefix string
+}
+
+// Queue is the queue consuming routingKey: the routing key itself (the seed's
+// name) behind the prefix.
+func (t Topology) Queue(routingKey string) string { return t.QueuePrefix + routingKey }
+
+// DLQ is the dead-letter queue of queue: "DLQ.<queue>", as the seed's library names it.
+func DLQ(queue string) string { return "DLQ." + queue }
+
+// Declarer is the part of *amqp.Channel that Declare needs.
+type Declarer interface {
+	ExchangeDeclare(name, kind string, durable, autoDelete, internal, noWait bool, args amqp.Table) error
+	QueueDeclare(name string, durable, autoDelete, exclusive, noWait bool, args amqp.Table) (amqp.Queue, error)
+	QueueBind(name, key, exchange string, noWait bool, args amqp.Table) error
+}
+
+// Declare declares the exchange and all three queues with their DLQs, not
+// only the caller's own queue: whichever service starts first makes every
+// routing key routable, so the relay's mandatory publishes are never returned
+// because a consumer has not started yet. Declarations are idempotent; the
+// arguments are byte-identical to those the seed's STOMP subscriptions
+// declare, so services of the seed and of this project can share a broker.
+func (t Topology) Declare(_ context.Context, ch Declarer) error {
+	if err := ch.ExchangeDeclare(t.Exchange, amqp.ExchangeTopic, true, false, false, false, nil); err != nil {
+		return fmt.Errorf("declare exchange %q: %w", t.Exchange, err)
+	}
+	for _, key := range []string{RoutingKeyOrder, RoutingKeyStock, RoutingKeyPayment} {
+		q := t.Queue(key)
+		if _, err := ch.QueueDeclare(DLQ(q), true, false, false, false, amqp.Table{
+			"x-dead-letter-exchange":    "",
+			"x-dead-letter-routing-key": DLQ(DLQ(q)),
+		}); err != nil {
+			return fmt.Errorf("declare queue %q: %w", DLQ(q), err)
+		}
+		if _, err := ch.QueueDeclare(q, true, false, false, false, amqp.Table{
+			"x-dead-letter-exchange":    "",
+			"x-dead-letter-routing-key": DLQ(q),
+		}); err != nil {
+			return fmt.Errorf("declare queue %q: %w", q, err)
+		}
+		if err := ch.QueueBind(q, key, t.Exchange, false, nil); err != nil {
+			return fmt.Errorf("bind queue %q to %q with %q: %w", q, t.Exchange, key, err)
+		}
+	}
+	return nil
+}

@@ -1,0 +1,104 @@
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/saga-cdc/saga/services/internal/platform"
+)
+
+// ErrNotFound is returned for an order id that does not exist.
+var ErrNotFound = errors.New("order not found")
+
+// Store is the orders table, as the use cases need it.
+type Store interface {
+	Insert(ctx context.Context, tx pgx.Tx, n NewOrder) (Order, error)
+	GetForUpdate(ctx context.Context, tx pgx.Tx, id int64) (Order, error)
+	SetStatus(ctx context.Context, tx pgx.Tx, id int64, s Status) error
+	List(ctx context.Context) ([]Order, error)
+}
+
+// Beginner starts transactions: a *pgxpool.Pool.
+type Beginner interface {
+	Begin(ctx context.Context) (pgx.Tx, error)
+}
+
+// Service holds the order use cases.
+type Service struct {
+	DB     Beginner
+	Store  Store
+	Outbox platform.OutboxWriter
+}
+
+// Message is the body Order sends to stock.v1 and payment.v1 on every status
+// change: the seed's order_serializer.
+type Message struct {
+	Amount     string `json:"amount"`
+	CustomerID string `json:"customer_id"`
+	OrderID    int64  `json:"order_id"`
+	ProductID  string `json:"product_id"`
+	Quantity   int    `json:"quantity"`
+	Status     Status `json:"status"`
+}
+
+// EventType is the AMQP type of Order's messages.
+const EventType = "order.status_changed"
+
+// Create inserts an order and its two outbox rows in one transaction.
+func (s Service) Create(ctx context.Context, n NewOrder) (Order, error) {
+	var o Order
+	err := pgx.BeginFunc(ctx, s.DB, func(tx pgx.Tx) error {
+		var err error
+		if o, err = s.Store.Insert(ctx, tx, n); err != nil {
+			return err
+		}
+		return s.broadcast(ctx, tx, o)
+	})
+	if err != nil {
+		return Order{}, fmt.Errorf("create order: %w", err)
+	}
+	return o, nil
+}
+
+// List returns every order in insertion order.
+func (s Service) List(ctx context.Context) ([]Order, error) { return s.Store.List(ctx) }
+
+// ApplyStatus moves order id to status within tx if Next allows it, and then
+// broadcasts the new state. It reports whether the order changed.
+func (s Service) ApplyStatus(ctx context.Context, tx pgx.Tx, id int64, status Status) (bool, error) {
+	o, err := s.Store.GetForUpdate(ctx, tx, id)
+	if err != nil {
+		return false, err
+	}
+	if !Next(o.Status, status) {
+		return false, nil
+	}
+	if err := s.Store.SetStatus(ctx, tx, id, status); err != nil {
+		return false, err
+	}
+	o.Status = status
+	return true, s.broadcast(ctx, tx, o)
+}
+
+// broadcast writes the order's state to stock.v1 and payment.v1, as the
+// seed's @publish decorator did on every save.
+func (s Service) broadcast(ctx context.Context, tx pgx.Tx, o Order) error {
+	msg := Message{Amount: o.Amount, CustomerID: o.CustomerID, OrderID: o.OrderID,
+		ProductID: o.ProductID, Quantity: o.Quantity, Status: o.Status}
+	for _, key := range []string{platform.RoutingKeyStock, platform.RoutingKeyPayment} {
+		if _, err := s.Outbox.Write(ctx, tx, platform.Message{
+			AggregateType: "order",
+			AggregateID:   strconv.FormatInt(o.OrderID, 10),
+			EventType:     EventType,
+			RoutingKey:    key,
+			Payload:       msg,
+		}); err != nil {
+			return err
+		}
+	}
+	return nil
+}

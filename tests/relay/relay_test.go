@@ -2,7 +2,11 @@ package relay_test
 
 import (
 	"context"
+	"encoding/json"
+	"fmt"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
@@ -214,4 +218,80 @@ func TestStandbyTakesOverWhenTheActiveRelayDies(t *testing.T) {
 	dups := got.Check(t, writers, perWriter)
 	t.Logf("duplicates: %d", dups)
 	assert.LessOrEqual(t, dups, 2*window+2*maxTxn)
+}
+
+// TestConfigFileRelaysSeveralDatabases runs one process for two databases
+// (the "one relay Deployment for many databases" mode) plus a third entry
+// whose table is missing: that relay stops with its reason, the others go on.
+func TestConfigFileRelaysSeveralDatabases(t *testing.T) {
+	amqpURL := testenv.AMQPURL(t)
+	exchange := testenv.NewExchange(t)
+	got := relaytest.Collect(testenv.Consume(t, testenv.NewQueue(t, exchange, "#")))
+	var dbs, slots []string
+	for range 2 {
+		db, slot := testenv.NewOutboxDatabase(t), testenv.RandomName("t_slot_")
+		t.Cleanup(func() { testenv.DropSlot(t, db, slot) })
+		dbs, slots = append(dbs, db), append(slots, slot)
+	}
+	broken := testenv.NewDatabase(t)
+	path := filepath.Join(t.TempDir(), "relays.json")
+	file := fmt.Sprintf(`{"databases": [
+		{"name": "first", "database_url": "${FIRST_URL}", "slot": %q},
+		{"name": "second", "database_url": %q, "slot": %q},
+		{"name": "broken", "database_url": %q, "slot": "t_broken"}
+	]}`, slots[0], dbs[1], slots[1], broken)
+	require.NoError(t, os.WriteFile(path, []byte(file), 0o600))
+
+	p := start(t, []string{
+		"CDC_RELAY_CONFIG=" + path, "FIRST_URL=" + dbs[0], "CDC_RELAY_AMQP_URL=" + amqpURL,
+		"CDC_RELAY_EXCHANGE=" + exchange, "CDC_RELAY_HTTP_ADDR=127.0.0.1:0", "CDC_RELAY_HEARTBEAT_INTERVAL=1s",
+	}, "run")
+	require.Eventually(t, func() bool {
+		_, body := p.get(t, "/status")
+		var st struct {
+			Relays []struct {
+				Name, Reason string
+				Ready        bool
+			}
+		}
+		if json.Unmarshal([]byte(body), &st) != nil || len(st.Relays) != 3 {
+			return false
+		}
+		return st.Relays[0].Ready && st.Relays[1].Ready && strings.Contains(st.Relays[2].Reason, "table public.outbox does not exist")
+	}, 20*time.Second, 20*time.Millisecond)
+
+	ctx := context.Background()
+	require.NoError(t, relaytest.Write(ctx, dbs[0], 0, 1, 100, 10, "first"))
+	require.NoError(t, relaytest.Write(ctx, dbs[1], 1, 1, 100, 10, "second"))
+	got.WaitDistinct(t, 200, 30*time.Second)
+	assert.Zero(t, got.Check(t, 2, 100))
+
+	code, body := p.get(t, "/status")
+	require.Equal(t, http.StatusOK, code)
+	var st struct {
+		Ready  bool
+		Relays []struct {
+			Name, Phase string
+			Ready       bool
+			Published   int `json:"events_published"`
+		}
+	}
+	require.NoError(t, json.Unmarshal([]byte(body), &st))
+	require.Len(t, st.Relays, 3)
+	assert.False(t, st.Ready)
+	for _, r := range st.Relays {
+		switch r.Name {
+		case "first", "second":
+			assert.True(t, r.Ready, r.Name)
+			assert.Equal(t, 100, r.Published, r.Name)
+		case "broken":
+			assert.Equal(t, "stopped", r.Phase)
+		}
+	}
+	_, metrics := p.get(t, "/metrics")
+	for _, slot := range slots {
+		assert.Contains(t, metrics, `cdc_relay_events_confirmed_total{slot="`+slot+`"} 100`)
+	}
+	p.signal(t, syscall.SIGTERM)
+	assert.Equal(t, 1, p.wait(t, 20*time.Second), "non-zero: one relay stopped on a fatal error")
 }

@@ -17,6 +17,7 @@ import (
 	"os/signal"
 	"runtime/debug"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -82,24 +83,34 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 }
 
 func runRelay(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
-	cfg, err := config.Parse("cdc-relay run", args, getenv, stderr)
+	cfgs, err := config.ParseAll("cdc-relay run", args, getenv, stderr)
 	if err != nil {
 		if errors.Is(err, config.ErrHelp) {
 			return err
 		}
 		return usageError{err}
 	}
-	log := newLogger(cfg, stdout)
-	log.Info("starting cdc-relay", "version", version(), "config", cfg)
-
-	m := metrics.New(cfg.Slot)
-	r := relay.New(cfg, relay.Options{}, log, m)
-
-	ln, err := net.Listen("tcp", cfg.HTTPAddr)
-	if err != nil {
-		return usageError{fmt.Errorf("config: CDC_RELAY_HTTP_ADDR (--http-addr): listen on %q: %w", cfg.HTTPAddr, err)}
+	// HTTP and logging are per process: the first entry carries them.
+	log := newLogger(cfgs[0], stdout)
+	reg := metrics.NewRegistry()
+	relays := make([]*relay.Relay, len(cfgs))
+	for i, cfg := range cfgs {
+		log.Info("starting cdc-relay", "version", version(), "config", cfg)
+		relays[i] = relay.New(cfg, relay.Options{}, log, reg.Relay(cfg.Slot))
 	}
-	srv := &http.Server{Handler: httpserver.Handler(r.Status, m.Handler()), ReadHeaderTimeout: 5 * time.Second}
+	statuses := func() []relay.Status {
+		out := make([]relay.Status, len(relays))
+		for i, r := range relays {
+			out[i] = r.Status()
+		}
+		return out
+	}
+
+	ln, err := net.Listen("tcp", cfgs[0].HTTPAddr)
+	if err != nil {
+		return usageError{fmt.Errorf("config: CDC_RELAY_HTTP_ADDR (--http-addr): listen on %q: %w", cfgs[0].HTTPAddr, err)}
+	}
+	srv := &http.Server{Handler: httpserver.MultiHandler(statuses, reg.Handler()), ReadHeaderTimeout: 5 * time.Second}
 	go func() {
 		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			log.Error("http server stopped", "err", err)
@@ -107,14 +118,27 @@ func runRelay(ctx context.Context, args []string, getenv func(string) string, st
 	}()
 	log.Info("http listening", "addr", ln.Addr().String())
 
-	runErr := r.Run(ctx)
+	// A relay that stops on a fatal error leaves the others running: one
+	// misconfigured database does not stop the outboxes of the rest. The
+	// process exits non-zero once every relay has stopped.
+	errs := make([]error, len(relays))
+	var wg sync.WaitGroup
+	for i, r := range relays {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if errs[i] = r.Run(ctx); errs[i] != nil {
+				log.Error("relay stopped", "relay", cfgs[i].Name, "err", errs[i])
+			}
+		}()
+	}
+	wg.Wait()
 
 	shutdownCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 	defer cancel()
 	_ = srv.Shutdown(shutdownCtx)
-	if runErr != nil {
-		log.Error("relay stopped", "err", runErr)
-		return fmt.Errorf("%w: %w", errLogged, runErr)
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("%w: %w", errLogged, err)
 	}
 	log.Info("relay stopped")
 	return nil

@@ -22,6 +22,9 @@ import (
 
 // Config is the effective configuration of one relay process.
 type Config struct {
+	// Name names the relay in logs and /status: the entry's name in a config
+	// file, else the slot.
+	Name string
 	// DatabaseURL is a plain Postgres URL (or keyword/value string) of the
 	// database whose outbox is relayed. The relay adds replication=database
 	// itself for its stream connection.
@@ -81,9 +84,14 @@ const (
 type Error struct {
 	Env, Flag string
 	Problem   string
+	// Where is set for a value from a config file: "relays.json: databases[1].slot".
+	Where string
 }
 
 func (e *Error) Error() string {
+	if e.Where != "" {
+		return fmt.Sprintf("config file %s: %s", e.Where, e.Problem)
+	}
 	return fmt.Sprintf("config: %s (--%s): %s", e.Env, e.Flag, e.Problem)
 }
 
@@ -106,11 +114,38 @@ var options = []option{
 	{"CDC_RELAY_HEARTBEAT_INTERVAL", "heartbeat-interval", DefaultHeartbeatInterval.String(), "status and heartbeat interval"},
 	{"CDC_RELAY_LOG_FORMAT", "log-format", DefaultLogFormat, "json or text"},
 	{"CDC_RELAY_LOG_LEVEL", "log-level", DefaultLogLevel, "debug, info, warn or error"},
+	{"CDC_RELAY_CONFIG", "config", "", "JSON file listing several databases to relay from one process (see docs/operations.md)"},
 }
 
 // Parse reads the environment through getenv, then args (flags override the
-// environment), and validates the result. Usage goes to usage on -h.
+// environment), and validates the result. Usage goes to usage on -h. It is
+// the sidecar mode: one database; a config file is ParseAll's.
 func Parse(name string, args []string, getenv func(string) string, usage io.Writer) (Config, error) {
+	c, file, err := parse(name, args, getenv, usage)
+	if err != nil {
+		return Config{}, err
+	}
+	if file != "" {
+		return Config{}, &Error{Env: "CDC_RELAY_CONFIG", Flag: "config", Problem: "this command relays one database; unset it"}
+	}
+	return c, c.Validate()
+}
+
+// ParseAll returns the relays of one process: the one the environment and
+// flags describe, or, when CDC_RELAY_CONFIG names a file, one per database
+// listed there, each starting from the environment's values.
+func ParseAll(name string, args []string, getenv func(string) string, usage io.Writer) ([]Config, error) {
+	base, file, err := parse(name, args, getenv, usage)
+	if err != nil {
+		return nil, err
+	}
+	if file == "" {
+		return []Config{base}, base.Validate()
+	}
+	return LoadFile(file, base, getenv)
+}
+
+func parse(name string, args []string, getenv func(string) string, usage io.Writer) (Config, string, error) {
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	fs.SetOutput(usage)
 	vals := make(map[string]*string, len(options))
@@ -122,10 +157,10 @@ func Parse(name string, args []string, getenv func(string) string, usage io.Writ
 		vals[o.env] = fs.String(o.flag, v, o.usage+" ($"+o.env+")")
 	}
 	if err := fs.Parse(args); err != nil {
-		return Config{}, err
+		return Config{}, "", err
 	}
 	if fs.NArg() > 0 {
-		return Config{}, fmt.Errorf("config: unexpected argument %q", fs.Arg(0))
+		return Config{}, "", fmt.Errorf("config: unexpected argument %q", fs.Arg(0))
 	}
 	get := func(env string) string { return strings.TrimSpace(*vals[env]) }
 
@@ -166,9 +201,10 @@ func Parse(name string, args []string, getenv func(string) string, usage io.Writ
 		bad("CDC_RELAY_LOG_LEVEL", fmt.Sprintf("%q is not one of debug, info, warn, error", get("CDC_RELAY_LOG_LEVEL")))
 	}
 	if err := errors.Join(errs...); err != nil {
-		return Config{}, err
+		return Config{}, "", err
 	}
-	return c, c.Validate()
+	c.Name = c.Slot
+	return c, get("CDC_RELAY_CONFIG"), nil
 }
 
 var identRE = regexp.MustCompile(`^[a-z_][a-z0-9_]{0,62}$`)

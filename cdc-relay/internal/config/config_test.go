@@ -35,6 +35,7 @@ func TestParseDefaults(t *testing.T) {
 	c, err := Parse("cdc-relay run", nil, env(required), io.Discard)
 	require.NoError(t, err)
 	assert.Equal(t, Config{
+		Name:              "cdc_relay",
 		DatabaseURL:       required["CDC_RELAY_DATABASE_URL"],
 		AMQPURL:           required["CDC_RELAY_AMQP_URL"],
 		Slot:              "cdc_relay",

@@ -18,9 +18,30 @@ import (
 	"github.com/saga-cdc/saga/cdc-relay/internal/replication"
 )
 
-// Metrics is one relay's metric set, on its own registry.
-type Metrics struct {
+// Registry holds the metrics of every relay of the process, plus the Go,
+// process and build collectors once.
+type Registry struct {
 	reg *prometheus.Registry
+}
+
+// NewRegistry registers the per-process collectors.
+func NewRegistry() *Registry {
+	reg := prometheus.NewRegistry()
+	build := prometheus.NewGauge(prometheus.GaugeOpts{Name: "cdc_relay_build_info", Help: "Build information.",
+		ConstLabels: prometheus.Labels{"version": version(), "goversion": runtime.Version()}})
+	build.Set(1)
+	reg.MustRegister(build, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return &Registry{reg: reg}
+}
+
+// Handler serves the registry in the Prometheus exposition format.
+func (r *Registry) Handler() http.Handler {
+	return promhttp.HandlerFor(r.reg, promhttp.HandlerOpts{Registry: r.reg})
+}
+
+// Metrics is one relay's metric set, labelled with its slot.
+type Metrics struct {
+	reg *Registry
 
 	published       *prometheus.CounterVec
 	confirmed       prometheus.Counter
@@ -49,14 +70,16 @@ var walStatuses = []string{"reserved", "extended", "unreserved", "lost"}
 // latencyBuckets span 250 µs to 30 s.
 var latencyBuckets = prometheus.ExponentialBuckets(0.00025, 2.5, 14)
 
-// New registers the relay's metrics, labelled with its slot, plus Go and
-// process collectors.
-func New(slot string) *Metrics {
-	reg := prometheus.NewRegistry()
+// New is a registry with one relay's metrics.
+func New(slot string) *Metrics { return NewRegistry().Relay(slot) }
+
+// Relay registers one relay's metrics, labelled with its slot (slots are
+// unique within a process: the config file's validation sees to it).
+func (r *Registry) Relay(slot string) *Metrics {
 	labels := prometheus.Labels{"slot": slot}
-	f := func(c prometheus.Collector) { reg.MustRegister(c) }
+	f := func(c prometheus.Collector) { r.reg.MustRegister(c) }
 	m := &Metrics{
-		reg: reg,
+		reg: r,
 		published: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "cdc_relay_events_published_total",
 			Help: "Outbox rows published to the broker (confirmed or not).", ConstLabels: labels}, []string{"routing_key"}),
 		confirmed: prometheus.NewCounter(prometheus.CounterOpts{Name: "cdc_relay_events_confirmed_total",
@@ -108,12 +131,6 @@ func New(slot string) *Metrics {
 			}
 			return time.Since(m.heartbeat).Seconds()
 		}))
-	build := prometheus.NewGauge(prometheus.GaugeOpts{Name: "cdc_relay_build_info", Help: "Build information.",
-		ConstLabels: prometheus.Labels{"version": version(), "goversion": runtime.Version()}})
-	build.Set(1)
-	f(build)
-	f(collectors.NewGoCollector())
-	f(collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
 
@@ -124,10 +141,8 @@ func version() string {
 	return "devel"
 }
 
-// Handler serves the registry in the Prometheus exposition format.
-func (m *Metrics) Handler() http.Handler {
-	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{Registry: m.reg})
-}
+// Handler serves the whole registry the relay's metrics are in.
+func (m *Metrics) Handler() http.Handler { return m.reg.Handler() }
 
 // Published implements relay.Observer.
 func (m *Metrics) Published(key string) { m.published.WithLabelValues(key).Inc() }

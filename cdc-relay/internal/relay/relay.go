@@ -90,7 +90,7 @@ func New(cfg config.Config, opts Options, log *slog.Logger, obs Observer) *Relay
 		opts: opts.withDefaults(),
 		log:  log.With(logkey.Component, "relay", logkey.Slot, cfg.Slot),
 		obs:  obs,
-		st:   &state{slot: cfg.Slot, phase: PhaseStarting, reason: "starting"},
+		st:   &state{name: cfg.Name, slot: cfg.Slot, phase: PhaseStarting, reason: "starting"},
 	}
 }
 
@@ -184,6 +184,11 @@ func (r *Relay) session(ctx context.Context) error {
 	}
 	if slot.Created {
 		r.log.Info("created replication slot", logkey.LSN, slot.ConfirmedFlush.String())
+		if n := slot.RowsAtCreation; n.Count > 0 {
+			r.log.Warn("outbox rows were written while the slot was being created; those committed before its consistent point are not streamed: "+
+				"if consumers lack them, run `cdc-relay replay --since` their time", logkey.LSN, slot.ConfirmedFlush.String(),
+				"rows", n.Count, "oldest", n.Oldest)
+		}
 	}
 	stream, err := replication.Start(ctx, r.cfg.DatabaseURL, target, slot.ConfirmedFlush)
 	if err != nil {

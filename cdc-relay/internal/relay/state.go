@@ -22,6 +22,7 @@ const (
 
 // Status is the relay's state as /readyz and /status show it.
 type Status struct {
+	Name          string     `json:"name"`
 	Slot          string     `json:"slot"`
 	Phase         Phase      `json:"phase"`
 	Ready         bool       `json:"ready"`
@@ -47,6 +48,7 @@ type Status struct {
 // state is shared between the relay's goroutines and the HTTP handlers.
 type state struct {
 	mu          sync.Mutex
+	name        string
 	slot        string
 	phase       Phase
 	reason      string
@@ -124,7 +126,7 @@ func (s *state) reconnect() {
 func (s *state) snapshot() Status {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	st := Status{Slot: s.slot, Phase: s.phase, Reason: s.reason, Published: s.published, LastError: s.lastErr, Reconnects: s.reconnects}
+	st := Status{Name: s.name, Slot: s.slot, Phase: s.phase, Reason: s.reason, Published: s.published, LastError: s.lastErr, Reconnects: s.reconnects}
 	if s.brokerOpen != nil {
 		st.BrokerOpen = s.brokerOpen()
 	}

@@ -58,6 +58,13 @@ type Slot struct {
 	ConfirmedFlush   LSN
 	Created          bool
 	RetainedWALBytes int64
+	// RowsAtCreation counts outbox rows present right after the slot was
+	// created: written while it was being created, some may predate its
+	// consistent point and not be streamed.
+	RowsAtCreation struct {
+		Count  int64
+		Oldest *time.Time
+	}
 }
 
 // Prepare checks the database on a regular connection and creates what is
@@ -218,8 +225,16 @@ func createSlot(ctx context.Context, conn *pgx.Conn, t Target, db string) (Slot,
 		return Slot{}, fmt.Errorf("create replication slot %q: %w", t.Slot, err)
 	}
 	s := Slot{Name: t.Slot, Database: db, Created: true}
-	s.ConfirmedFlush, err = pglogrepl.ParseLSN(lsn)
-	return s, err
+	if s.ConfirmedFlush, err = pglogrepl.ParseLSN(lsn); err != nil {
+		return Slot{}, err
+	}
+	// Rows committed between the emptiness check and the slot's consistent
+	// point are not in its stream; they can only be found by age.
+	err = conn.QueryRow(ctx, fmt.Sprintf(`SELECT min(created_at), count(*) FROM %s`, t.qualified())).Scan(&s.RowsAtCreation.Oldest, &s.RowsAtCreation.Count)
+	if err != nil {
+		return Slot{}, fmt.Errorf("read %s.%s after creating the slot: %w", t.Schema, t.Table, err)
+	}
+	return s, nil
 }
 
 func derefInt(p *int32) int32 {

@@ -21,7 +21,12 @@ DOCKER_ANSWERS := timeout 5 docker info >/dev/null 2>&1
 
 .PHONY: help build test test-short lint services-up
 
+include deploy/demo.mk
+.DEFAULT_GOAL := help
+
 help:
+	@echo 'make demo         the whole system, gateway on :8080 (compose with Docker, else local processes)'
+	@echo 'make demo-down    stop it'
 	@echo 'make build        compile everything; binaries into bin/'
 	@echo 'make test         go vet, then every test with -race (starts Postgres and RabbitMQ when needed)'
 	@echo 'make test-short   unit tests only (go test -short)'

@@ -225,6 +225,12 @@ ensure_rabbitmq() {
 	if [[ "$(id -u)" -eq 0 ]] && ! timeout 30 rabbitmqctl -q authenticate_user guest guest >/dev/null 2>&1; then
 		die "RabbitMQ rejects guest/guest; restore it: rabbitmqctl add_user guest guest && rabbitmqctl set_user_tags guest administrator && rabbitmqctl set_permissions -p / guest '.*' '.*' '.*'"
 	fi
+	# The management UI on :15672, as the seed's README gives it. Enabling a
+	# plugin on a running node needs no restart; failing to is not fatal.
+	if [[ "$(id -u)" -eq 0 ]] && ! grep -qs rabbitmq_management /etc/rabbitmq/enabled_plugins; then
+		timeout 60 rabbitmq-plugins enable --online rabbitmq_management >&2 ||
+			log "could not enable rabbitmq_management; the UI on :15672 is off (rabbitmq-plugins enable rabbitmq_management)"
+	fi
 	log "RabbitMQ ready on 127.0.0.1:5672 (guest/guest)"
 }
 

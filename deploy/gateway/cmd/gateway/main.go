@@ -1,0 +1,123 @@
+// Command gateway is the API gateway of the demo without Docker (make demo):
+// /order, /stock and /payment to the three services with the prefix
+// stripped and the seed's CORS, like the seed's Kong, and
+// /relays/<name>/status to each relay. See package gateway.
+//
+//	gateway [-addr :8080] [-routes name=url,...] [-relays name=url,...] [-cors=true]
+//
+// Each flag has an environment variable that it overrides: GATEWAY_ADDR,
+// GATEWAY_ROUTES, GATEWAY_RELAYS, GATEWAY_CORS, and LOG_LEVEL.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"os/signal"
+	"strconv"
+	"syscall"
+	"time"
+
+	"github.com/saga-cdc/saga/deploy/gateway"
+)
+
+// Defaults are the ports of the local demo (deploy/local/demo.sh).
+const (
+	defaultAddr   = ":8080"
+	defaultRoutes = "order=http://127.0.0.1:8000,stock=http://127.0.0.1:8001,payment=http://127.0.0.1:8002"
+	defaultRelays = "order=http://127.0.0.1:9401,stock=http://127.0.0.1:9402,payment=http://127.0.0.1:9403"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := run(ctx, os.Args, os.Getenv, os.Stdout)
+	stop()
+	if err != nil && !errors.Is(err, flag.ErrHelp) {
+		fmt.Fprintln(os.Stderr, "gateway:", err)
+		os.Exit(1)
+	}
+}
+
+func envOr(getenv func(string) string, name, def string) string {
+	if v := getenv(name); v != "" {
+		return v
+	}
+	return def
+}
+
+func run(ctx context.Context, args []string, getenv func(string) string, stdout io.Writer) error {
+	fs := flag.NewFlagSet("gateway", flag.ContinueOnError)
+	fs.SetOutput(stdout)
+	addr := fs.String("addr", envOr(getenv, "GATEWAY_ADDR", defaultAddr), "listen address (GATEWAY_ADDR)")
+	routes := fs.String("routes", envOr(getenv, "GATEWAY_ROUTES", defaultRoutes), "API routes: /<name> to url, prefix stripped (GATEWAY_ROUTES)")
+	relays := fs.String("relays", envOr(getenv, "GATEWAY_RELAYS", defaultRelays), "relays whose /status is served at /relays/<name>/status (GATEWAY_RELAYS)")
+	corsDefault, err := strconv.ParseBool(envOr(getenv, "GATEWAY_CORS", "true"))
+	if err != nil {
+		return fmt.Errorf("GATEWAY_CORS: %q is not a boolean", getenv("GATEWAY_CORS"))
+	}
+	cors := fs.Bool("cors", corsDefault, "add the seed's Kong CORS headers and answer preflights (GATEWAY_CORS)")
+	level := fs.String("log-level", envOr(getenv, "LOG_LEVEL", "info"), "debug, info, warn or error (LOG_LEVEL)")
+	if len(args) > 0 {
+		args = args[1:]
+	}
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+
+	var lvl slog.Level
+	if err := lvl.UnmarshalText([]byte(*level)); err != nil {
+		return fmt.Errorf("LOG_LEVEL: %q is not one of debug, info, warn, error", *level)
+	}
+	logger := slog.New(slog.NewJSONHandler(stdout, &slog.HandlerOptions{Level: lvl})).With("component", "gateway")
+
+	names, urls, err := gateway.ParseTargets(*routes)
+	if err != nil {
+		return fmt.Errorf("GATEWAY_ROUTES: %w", err)
+	}
+	relayNames, relayURLs, err := gateway.ParseTargets(*relays)
+	if err != nil {
+		return fmt.Errorf("GATEWAY_RELAYS: %w", err)
+	}
+	cfg := gateway.Config{Routes: gateway.Routes(names, urls), Relays: map[string]*url.URL{}, Logger: logger}
+	for i, n := range relayNames {
+		cfg.Relays[n] = relayURLs[i]
+	}
+	if *cors {
+		cfg.CORS = gateway.SeedCORS()
+	}
+	handler, err := gateway.New(cfg)
+	if err != nil {
+		return err
+	}
+
+	var lc net.ListenConfig
+	ln, err := lc.Listen(ctx, "tcp", *addr)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", *addr, err)
+	}
+	srv := &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second}
+	logger.Info("gateway listening", "addr", ln.Addr().String(), "routes", *routes, "relays", *relays, "cors", *cors)
+
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	select {
+	case err := <-errc:
+		return fmt.Errorf("serve: %w", err)
+	case <-ctx.Done():
+	}
+	// Soft stop: finish requests in flight, then give up after a deadline.
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := srv.Shutdown(shutdownCtx); err != nil {
+		return fmt.Errorf("shutdown: %w", err)
+	}
+	logger.Info("gateway stopped")
+	return nil
+}

@@ -1,0 +1,152 @@
+{{/* The service's name: order, stock or payment. */}}
+{{- define "saga.name" -}}
+{{- required "name is required: order, stock or payment" .Values.name -}}
+{{- end -}}
+
+{{/* Labels on every object. */}}
+{{- define "saga.labels" -}}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
+app.kubernetes.io/part-of: saga
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+{{- end -}}
+
+{{/*
+Selector labels of one component (api, relay, database). Every Deployment
+and Service selects on all three, so that a Service catches only the pods of
+its own component and release; the seed's `app: <name>` selector also caught
+its consumer and producer pods.
+Call: include "saga.selector" (list . "api")
+*/}}
+{{- define "saga.selector" -}}
+{{- $ := index . 0 -}}
+app.kubernetes.io/name: {{ include "saga.name" $ }}
+app.kubernetes.io/instance: {{ $.Release.Name }}
+app.kubernetes.io/component: {{ index . 1 }}
+{{- end -}}
+
+{{- define "saga.secretName" -}}
+{{- .Values.existingSecret | default (printf "%s-secret" (include "saga.name" .)) -}}
+{{- end -}}
+
+{{- define "saga.databaseURL" -}}
+{{- if .Values.database.url -}}
+{{- .Values.database.url -}}
+{{- else if .Values.postgres.enabled -}}
+{{- printf "postgres://%s:%s@%s-db-service:5432/%s?sslmode=disable" .Values.postgres.user .Values.postgres.password (include "saga.name" .) .Values.postgres.db -}}
+{{- else -}}
+{{- fail "database.url is required when postgres.enabled is false" -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "saga.image" -}}
+{{- $repo := required "image.repository is required (e.g. saga/order)" .Values.image.repository -}}
+{{- printf "%s:%s" $repo (.Values.image.tag | default .Chart.AppVersion) -}}
+{{- end -}}
+
+{{- define "saga.relaySlot" -}}
+{{- .Values.relay.slot | default (printf "saga_%s" (include "saga.name" .)) -}}
+{{- end -}}
+
+{{- define "saga.relayMode" -}}
+{{- $mode := .Values.relay.mode -}}
+{{- if not (has $mode (list "sidecar" "deployment")) -}}
+{{- fail (printf "relay.mode %q: want sidecar or deployment" $mode) -}}
+{{- end -}}
+{{- $mode -}}
+{{- end -}}
+
+{{/* An httpGet probe from a values block: path, periods, thresholds. */}}
+{{- define "saga.probe" -}}
+{{- $p := index . 0 -}}
+httpGet:
+  path: {{ $p.path }}
+  port: {{ index . 1 }}
+{{- with $p.initialDelaySeconds }}
+initialDelaySeconds: {{ . }}
+{{- end }}
+periodSeconds: {{ $p.periodSeconds | default 10 }}
+timeoutSeconds: {{ $p.timeoutSeconds | default 2 }}
+failureThreshold: {{ $p.failureThreshold | default 3 }}
+{{- end -}}
+
+{{/* The init container that applies the service's migrations. */}}
+{{- define "saga.migrateContainer" -}}
+- name: migrate
+  image: {{ include "saga.image" . }}
+  imagePullPolicy: {{ .Values.image.pullPolicy }}
+  args: [migrate]
+  env:
+    - name: DATABASE_URL
+      valueFrom:
+        secretKeyRef: {name: {{ include "saga.secretName" . }}, key: DATABASE_URL}
+    - name: AMQP_URL
+      valueFrom:
+        secretKeyRef: {name: {{ include "saga.secretName" . }}, key: AMQP_URL}
+    - name: LOG_FORMAT
+      value: {{ .Values.logFormat | quote }}
+  resources:
+    {{- toYaml .Values.resources | nindent 4 }}
+  securityContext:
+    {{- toYaml .Values.securityContext | nindent 4 }}
+{{- end -}}
+
+{{/*
+The cdc-relay container, for both modes. A sidecar gets no readiness probe:
+with several replicas all but one relay are standbys, which are not ready by
+design, and a not-ready sidecar would take its service pod out of the
+Service.
+Call: include "saga.relayContainer" (list . true|false)
+*/}}
+{{- define "saga.relayContainer" -}}
+{{- $ := index . 0 -}}
+{{- $withReadiness := index . 1 -}}
+{{- $r := $.Values.relay -}}
+- name: cdc-relay
+  image: {{ printf "%s:%s" $r.image.repository ($r.image.tag | default $.Chart.AppVersion) }}
+  imagePullPolicy: {{ $r.image.pullPolicy }}
+  args: [run]
+  ports:
+    - name: relay-http
+      containerPort: {{ $r.metricsPort }}
+      protocol: TCP
+  env:
+    - name: CDC_RELAY_DATABASE_URL
+      valueFrom:
+        secretKeyRef: {name: {{ include "saga.secretName" $ }}, key: RELAY_DATABASE_URL}
+    - name: CDC_RELAY_AMQP_URL
+      valueFrom:
+        secretKeyRef: {name: {{ include "saga.secretName" $ }}, key: AMQP_URL}
+    - name: CDC_RELAY_SLOT
+      value: {{ include "saga.relaySlot" $ | quote }}
+    - name: CDC_RELAY_PUBLICATION
+      value: {{ $r.publication | quote }}
+    - name: CDC_RELAY_TABLE
+      value: {{ $r.table | quote }}
+    - name: CDC_RELAY_EXCHANGE
+      value: {{ $.Values.exchange | quote }}
+    - name: CDC_RELAY_HTTP_ADDR
+      value: {{ printf ":%v" $r.metricsPort | quote }}
+    - name: CDC_RELAY_MAX_IN_FLIGHT
+      value: {{ $r.maxInFlight | quote }}
+    - name: CDC_RELAY_HEARTBEAT_INTERVAL
+      value: {{ $r.heartbeatInterval | quote }}
+    - name: CDC_RELAY_LOG_FORMAT
+      value: {{ $r.logFormat | quote }}
+    - name: CDC_RELAY_LOG_LEVEL
+      value: {{ $r.logLevel | quote }}
+    {{- range $k, $v := $r.env }}
+    - name: {{ $k }}
+      value: {{ $v | quote }}
+    {{- end }}
+  livenessProbe:
+    {{- include "saga.probe" (list $r.probes.liveness "relay-http") | nindent 4 }}
+  {{- if $withReadiness }}
+  readinessProbe:
+    {{- include "saga.probe" (list $r.probes.readiness "relay-http") | nindent 4 }}
+  {{- end }}
+  resources:
+    {{- toYaml $r.resources | nindent 4 }}
+  securityContext:
+    {{- toYaml $.Values.securityContext | nindent 4 }}
+{{- end -}}

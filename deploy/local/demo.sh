@@ -1,0 +1,380 @@
+#!/usr/bin/env bash
+# demo.sh runs the whole saga system as plain processes on a Debian machine
+# without Docker (design §7, §8; `make demo` calls it when no Docker engine
+# answers):
+#
+#   bash deploy/local/demo.sh up       start it all and print the URLs
+#   bash deploy/local/demo.sh down     stop it all (Postgres and RabbitMQ keep running)
+#   bash deploy/local/demo.sh status   what runs, and whether it is ready
+#   bash deploy/local/demo.sh purge    down, then drop the demo's databases and slots
+#   bash deploy/local/demo.sh logs     follow every log
+#   bash deploy/local/demo.sh env      the resolved settings, as export lines
+#
+# `up` runs deploy/local/ensure-services.sh (Postgres with wal_level=logical
+# and RabbitMQ from Debian's packages, installed and started when missing;
+# that needs root once), creates the databases <name>_order, <name>_stock and
+# <name>_payment, builds the binaries, applies the migrations, and starts:
+#
+#   order :8000, stock :8001, payment :8002        the services
+#   relay-order :9401, relay-stock :9402, relay-payment :9403
+#                                                  one cdc-relay per database, slot <name>_<service>
+#   gateway :8080                                  /order /stock /payment, like the seed's Kong,
+#                                                  and /relays/<service>/status
+#
+# Everything lives in the state directory (.demo/ by default): bin/ the
+# binaries, run/ the pid files, log/ one log per process. `down` stops the
+# processes and drops nothing: the databases and replication slots stay, so
+# the next `up` resumes where this one stopped. A slot kept while its relay is
+# down retains WAL on the server; `purge` drops them.
+#
+# Environment (all optional):
+#   SAGA_DEMO_DIR        state directory (default <repo>/.demo)
+#   SAGA_DEMO_NAME       prefix of databases and slots (default saga); any
+#                        other name also gives the demo its own exchange
+#                        (<name>) and queues (<name>.order.v1, ...), so that
+#                        it shares a broker with nothing
+#   SAGA_DEMO_HOST       address the processes listen on (default 127.0.0.1;
+#                        0.0.0.0 to reach the demo from other machines)
+#   SAGA_DEMO_PG_URL     a Postgres server URL (wal_level=logical, a role that
+#                        may create databases and replication slots) and
+#   SAGA_DEMO_AMQP_URL   a RabbitMQ URL; with both set, ensure-services.sh is
+#                        not run
+#   GO                   the go command (default go)
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+STATE=${SAGA_DEMO_DIR:-$ROOT/.demo}
+NAME=${SAGA_DEMO_NAME:-saga}
+HOST=${SAGA_DEMO_HOST:-127.0.0.1}
+GO=${GO:-go}
+BIN=$STATE/bin
+RUN=$STATE/run
+LOG=$STATE/log
+
+readonly SERVICES=(order stock payment)
+declare -A SERVICE_PORT=([order]=8000 [stock]=8001 [payment]=8002)
+declare -A RELAY_PORT=([order]=9401 [stock]=9402 [payment]=9403)
+readonly GATEWAY_PORT=8080
+# Start order; down goes the other way round (gateway first, relays last, so
+# that the relays carry what the services wrote before they stopped).
+readonly PROCESSES=(order stock payment relay-order relay-stock relay-payment gateway)
+
+# The seed's names on the default demo; a named demo gets its own.
+if [[ "$NAME" == saga ]]; then
+	EXCHANGE=saga
+	QUEUE_PREFIX=
+else
+	EXCHANGE=$NAME
+	QUEUE_PREFIX=$NAME.
+fi
+[[ "$NAME" =~ ^[a-z][a-z0-9_]{0,40}$ ]] || { echo "demo: SAGA_DEMO_NAME=$NAME: want lower-case letters, digits and _ (a Postgres and slot name)" >&2; exit 2; }
+
+log() { printf 'demo: %s\n' "$*" >&2; }
+die() { printf 'demo: error: %s\n' "$*" >&2; exit 1; }
+
+# db_url BASE DB: BASE with its database replaced by DB.
+db_url() {
+	local base=$1 db=$2 query=
+	if [[ "$base" == *\?* ]]; then query=${base#*\?}; base=${base%%\?*}; fi
+	local rest=${base#*://}
+	if [[ "$rest" == */* ]]; then base=${base%/*}; fi
+	printf '%s/%s%s' "$base" "$db" "${query:+?$query}"
+}
+
+resolve_servers() {
+	if [[ -n "${SAGA_DEMO_PG_URL:-}" && -n "${SAGA_DEMO_AMQP_URL:-}" ]]; then
+		PG_URL=$SAGA_DEMO_PG_URL
+		AMQP_URL=$SAGA_DEMO_AMQP_URL
+		return
+	fi
+	log "checking Postgres and RabbitMQ (deploy/local/ensure-services.sh)"
+	local exports
+	exports=$(bash "$ROOT/deploy/local/ensure-services.sh" </dev/null) || die "deploy/local/ensure-services.sh failed (see above)"
+	eval "$exports"
+	PG_URL=${SAGA_DEMO_PG_URL:-$SAGA_TEST_PG_URL}
+	AMQP_URL=${SAGA_DEMO_AMQP_URL:-$SAGA_TEST_AMQP_URL}
+}
+
+pidfile() { printf '%s/%s.pid' "$RUN" "$1"; }
+
+# running NAME: its pid file names a live process started from our bin/.
+running() {
+	local f pid exe
+	f=$(pidfile "$1")
+	[[ -f "$f" ]] || return 1
+	pid=$(<"$f")
+	[[ "$pid" =~ ^[0-9]+$ ]] || return 1
+	exe=$(readlink "/proc/$pid/exe" 2>/dev/null) || return 1
+	# A pid reused by another program is not ours.
+	[[ "$exe" == "$BIN/"* ]]
+}
+
+port_of() {
+	case $1 in
+	relay-*) printf '%s' "${RELAY_PORT[${1#relay-}]}" ;;
+	gateway) printf '%s' "$GATEWAY_PORT" ;;
+	*) printf '%s' "${SERVICE_PORT[$1]}" ;;
+	esac
+}
+
+health_url() {
+	case $1 in
+	gateway) printf 'http://127.0.0.1:%s/relays/' "$GATEWAY_PORT" ;;
+	*) printf 'http://127.0.0.1:%s/readyz' "$(port_of "$1")" ;;
+	esac
+}
+
+port_busy() { timeout 2 bash -c "exec 3<>/dev/tcp/127.0.0.1/$1" 2>/dev/null; }
+
+check_ports() {
+	local p port busy=()
+	for p in "${PROCESSES[@]}"; do
+		port=$(port_of "$p")
+		port_busy "$port" && busy+=("$port ($p)")
+	done
+	((${#busy[@]} == 0)) && return 0
+	die "ports in use by another program: ${busy[*]}; the demo needs 8000-8002, 8080 and 9401-9403 (find the owner: ss -ltnp | grep -E ':(800[0-2]|8080|940[1-3])\\b')"
+}
+
+psql_at() { psql -X -q -w -v ON_ERROR_STOP=1 -At "$@" </dev/null; }
+
+create_databases() {
+	command -v psql >/dev/null 2>&1 || die "psql not found (Debian: apt-get install postgresql-client)"
+	local svc db
+	for svc in "${SERVICES[@]}"; do
+		db=${NAME}_$svc
+		if [[ -z "$(psql_at "$PG_URL" -c "SELECT 1 FROM pg_database WHERE datname = '$db'")" ]]; then
+			log "creating database $db"
+			psql_at "$PG_URL" -c "CREATE DATABASE \"$db\"" || die "CREATE DATABASE $db failed"
+		fi
+	done
+}
+
+build() {
+	log "building binaries into $BIN"
+	mkdir -p "$BIN"
+	(cd "$ROOT" && CGO_ENABLED=0 "$GO" build -o "$BIN/" \
+		./services/order/cmd/order ./services/stock/cmd/stock ./services/payment/cmd/payment \
+		./cdc-relay/cmd/cdc-relay ./deploy/gateway/cmd/gateway ./deploy/healthprobe) ||
+		die "go build failed"
+}
+
+# service_env SVC: the environment of service SVC (and of its migrate step).
+service_env() {
+	local svc=$1
+	printf '%s\n' \
+		"DATABASE_URL=$(db_url "$PG_URL" "${NAME}_$svc")" \
+		"AMQP_URL=$AMQP_URL" \
+		"HTTP_ADDR=$HOST:${SERVICE_PORT[$svc]}" \
+		"SAGA_EXCHANGE=$EXCHANGE" \
+		"SAGA_QUEUE_PREFIX=$QUEUE_PREFIX" \
+		"LOG_FORMAT=json"
+}
+
+relay_env() {
+	local svc=$1
+	printf '%s\n' \
+		"CDC_RELAY_DATABASE_URL=$(db_url "$PG_URL" "${NAME}_$svc")" \
+		"CDC_RELAY_AMQP_URL=$AMQP_URL" \
+		"CDC_RELAY_SLOT=${NAME}_$svc" \
+		"CDC_RELAY_EXCHANGE=$EXCHANGE" \
+		"CDC_RELAY_HTTP_ADDR=$HOST:${RELAY_PORT[$svc]}" \
+		"CDC_RELAY_LOG_FORMAT=json"
+}
+
+gateway_env() {
+	printf '%s\n' \
+		"GATEWAY_ADDR=$HOST:$GATEWAY_PORT" \
+		"GATEWAY_ROUTES=order=http://127.0.0.1:8000,stock=http://127.0.0.1:8001,payment=http://127.0.0.1:8002" \
+		"GATEWAY_RELAYS=order=http://127.0.0.1:9401,stock=http://127.0.0.1:9402,payment=http://127.0.0.1:9403"
+}
+
+# env_of NAME: the environment lines of a process.
+env_of() {
+	case $1 in
+	relay-*) relay_env "${1#relay-}" ;;
+	gateway) gateway_env ;;
+	*) service_env "$1" ;;
+	esac
+}
+
+cmd_of() {
+	case $1 in
+	relay-*) printf '%s\n' "$BIN/cdc-relay" run ;;
+	*) printf '%s\n' "$BIN/$1" ;;
+	esac
+}
+
+migrate() {
+	local svc env
+	for svc in "${SERVICES[@]}"; do
+		mapfile -t env < <(service_env "$svc")
+		log "migrating ${NAME}_$svc"
+		env "${env[@]}" "$BIN/$svc" migrate >>"$LOG/$svc-migrate.log" 2>&1 ||
+			die "migrations of ${NAME}_$svc failed; see $LOG/$svc-migrate.log"
+	done
+}
+
+# start NAME: run it in the background in its own session (so that a
+# Ctrl-C in the terminal that ran `make demo` does not reach it), with its
+# pid in run/ and its output in log/.
+start() {
+	local name=$1 env cmd
+	running "$name" && return 0
+	mapfile -t env < <(env_of "$name")
+	mapfile -t cmd < <(cmd_of "$name")
+	printf '\n--- %s: starting %s\n' "$(date -Is)" "$name" >>"$LOG/$name.log"
+	# setsid execs in place here: a background job of a script is not a
+	# process group leader, so $! is the program's own pid.
+	setsid env "${env[@]}" "${cmd[@]}" >>"$LOG/$name.log" 2>&1 </dev/null &
+	echo $! >"$(pidfile "$name")"
+}
+
+wait_ready() {
+	local name
+	for name in "$@"; do
+		if ! "$BIN/healthprobe" -wait 60s "$(health_url "$name")" 2>"$STATE/probe.err"; then
+			log "$name did not become ready within 60s: $(tail -n 1 "$STATE/probe.err")"
+			log "last lines of $LOG/$name.log:"
+			tail -n 15 "$LOG/$name.log" >&2 || true
+			return 1
+		fi
+	done
+}
+
+print_urls() {
+	cat <<EOF
+
+The saga demo runs (state in $STATE, logs in $LOG).
+
+  API (gateway)      http://localhost:8080
+    orders           http://localhost:8080/order/api/v1/orders/
+    stocks           http://localhost:8080/stock/api/v1/stocks/
+    reservations     http://localhost:8080/stock/api/v1/reservations/
+    payments         http://localhost:8080/payment/api/v1/payments/
+    relay status     http://localhost:8080/relays/order/status  (also stock, payment)
+  Services           http://localhost:8000  http://localhost:8001  http://localhost:8002
+  Relays (metrics)   http://localhost:9401/metrics  :9402  :9403
+  Postgres           $(db_url "$PG_URL" "${NAME}_order") (and ${NAME}_stock, ${NAME}_payment)
+  RabbitMQ           ${AMQP_URL/\/\/guest:guest@/\/\/guest:***@} (guest/guest; exchange $EXCHANGE)
+
+Try:
+  curl -s -X POST http://localhost:8080/order/api/v1/orders/ -H 'Content-Type: application/json' \\
+       -d '{"customer_id": 1, "product_id": 1, "amount": 1, "quantity": 1}'
+  curl -s http://localhost:8080/order/api/v1/orders/
+
+Stop with: make demo-down
+EOF
+}
+
+up() {
+	mkdir -p "$BIN" "$RUN" "$LOG"
+	local p ours=0
+	for p in "${PROCESSES[@]}"; do running "$p" && ours=$((ours + 1)); done
+	if ((ours == ${#PROCESSES[@]})); then
+		log "already running"
+		resolve_servers
+		print_urls
+		return 0
+	fi
+	if ((ours > 0)); then
+		log "some demo processes run, some do not: restarting them all"
+		down
+	fi
+	check_ports
+	resolve_servers
+	create_databases
+	build
+	migrate
+	# The services first: they declare the exchange and all queues, so the
+	# relays' mandatory publishes are routable from their first message.
+	for p in "${SERVICES[@]}"; do start "$p"; done
+	wait_ready "${SERVICES[@]}" || { down; die "the services did not start"; }
+	for p in "${SERVICES[@]}"; do start "relay-$p"; done
+	wait_ready relay-order relay-stock relay-payment || { down; die "the relays did not start"; }
+	start gateway
+	wait_ready gateway || { down; die "the gateway did not start"; }
+	print_urls
+}
+
+stop_one() {
+	local name=$1 f pid
+	f=$(pidfile "$name")
+	if ! running "$name"; then
+		rm -f "$f"
+		return 0
+	fi
+	pid=$(<"$f")
+	kill -TERM "$pid" 2>/dev/null || true
+	local deadline=$((SECONDS + 30))
+	while kill -0 "$pid" 2>/dev/null; do
+		if ((SECONDS >= deadline)); then
+			log "$name (pid $pid) still runs 30s after SIGTERM: killing it"
+			kill -KILL "$pid" 2>/dev/null || true
+			break
+		fi
+		sleep 0.2
+	done
+	rm -f "$f"
+	log "stopped $name"
+}
+
+down() {
+	[[ -d "$RUN" ]] || { log "nothing runs (no $RUN)"; return 0; }
+	local i
+	for ((i = ${#PROCESSES[@]} - 1; i >= 0; i--)); do
+		stop_one "${PROCESSES[i]}"
+	done
+}
+
+purge() {
+	down
+	resolve_servers
+	local svc db
+	for svc in "${SERVICES[@]}"; do
+		db=${NAME}_$svc
+		psql_at "$PG_URL" -c "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = '$db' AND NOT active" >/dev/null ||
+			log "could not drop slot $db"
+		psql_at "$PG_URL" -c "DROP DATABASE IF EXISTS \"$db\" WITH (FORCE)" || log "could not drop database $db"
+		log "dropped slot and database $db"
+	done
+	log "RabbitMQ keeps exchange $EXCHANGE and the queues ${QUEUE_PREFIX}order.v1, ${QUEUE_PREFIX}stock.v1, ${QUEUE_PREFIX}payment.v1 (and DLQ.*)"
+}
+
+status() {
+	local p state rc=0
+	for p in "${PROCESSES[@]}"; do
+		if running "$p"; then
+			if [[ -x "$BIN/healthprobe" ]] && "$BIN/healthprobe" "$(health_url "$p")" 2>/dev/null; then
+				state="ready"
+			else
+				state="running, not ready"
+				rc=1
+			fi
+			printf '%-14s pid %-8s :%-5s %s\n' "$p" "$(<"$(pidfile "$p")")" "$(port_of "$p")" "$state"
+		else
+			printf '%-14s %-12s :%-5s stopped\n' "$p" "" "$(port_of "$p")"
+			rc=1
+		fi
+	done
+	return $rc
+}
+
+case "${1:-}" in
+up) up ;;
+down) down ;;
+purge) purge ;;
+status) status ;;
+logs) exec tail -n 20 -F "$LOG"/*.log ;;
+env)
+	resolve_servers
+	printf "export SAGA_DEMO_PG_URL='%s'\n" "$PG_URL"
+	printf "export SAGA_DEMO_AMQP_URL='%s'\n" "$AMQP_URL"
+	printf "export SAGA_DEMO_NAME='%s'\n" "$NAME"
+	printf "export SAGA_DEMO_DIR='%s'\n" "$STATE"
+	;;
+*)
+	echo "usage: bash deploy/local/demo.sh up|down|status|purge|logs|env" >&2
+	exit 2
+	;;
+esac

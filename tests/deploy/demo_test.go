@@ -1,0 +1,315 @@
+package deploy
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	amqp "github.com/rabbitmq/amqp091-go"
+)
+
+// demoPorts are the fixed ports of the local demo; nothing else on the
+// machine may use them while this test runs.
+var demoPorts = []int{8000, 8001, 8002, 8080, 9401, 9402, 9403}
+
+// TestDemoEndToEnd runs `make demo` without Docker, drives one order to
+// payment_confirmed through the gateway on :8080, and runs `make demo-down`.
+// The demo gets a random name, so its databases, slots, exchange and queues
+// are its own; the test drops them all at the end.
+func TestDemoEndToEnd(t *testing.T) {
+	if testing.Short() {
+		t.Skip("-short: the demo test starts Postgres, RabbitMQ and seven processes")
+	}
+	if runtime.GOOS != "linux" {
+		t.Skip("deploy/local/demo.sh runs on Linux (Debian)")
+	}
+	var busy []string
+	for _, p := range demoPorts {
+		if c, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", p), time.Second); err == nil {
+			c.Close()
+			busy = append(busy, fmt.Sprint(p))
+		}
+	}
+	if len(busy) > 0 {
+		t.Fatalf("the demo's ports are in use: %s. This test needs 8000-8002, 8080 and 9401-9403 free: "+
+			"stop a running demo with `make demo-down`, or find the owner with `ss -ltnp`", strings.Join(busy, ", "))
+	}
+
+	root := repoRoot(t)
+	var rnd [4]byte
+	_, _ = rand.Read(rnd[:])
+	name := "sagademo_" + hex.EncodeToString(rnd[:])
+	state := t.TempDir()
+	env := append(os.Environ(), "SAGA_DEMO_MODE=local", "SAGA_DEMO_NAME="+name, "SAGA_DEMO_DIR="+state)
+	if pg, mq := os.Getenv("SAGA_TEST_PG_URL"), os.Getenv("SAGA_TEST_AMQP_URL"); pg != "" && mq != "" {
+		env = append(env, "SAGA_DEMO_PG_URL="+pg, "SAGA_DEMO_AMQP_URL="+mq)
+	}
+
+	// The servers the demo will use (this runs ensure-services.sh when the
+	// variables are unset), for the cleanup.
+	out, err := command(root, env, "bash", "deploy/local/demo.sh", "env")
+	if err != nil {
+		t.Fatalf("demo.sh env: %v\n%s", err, out)
+	}
+	settings := parseExports(string(out))
+	pgURL, amqpURL := settings["SAGA_DEMO_PG_URL"], settings["SAGA_DEMO_AMQP_URL"]
+	if pgURL == "" || amqpURL == "" {
+		t.Fatalf("demo.sh env printed no server URLs:\n%s", out)
+	}
+	env = append(env, "SAGA_DEMO_PG_URL="+pgURL, "SAGA_DEMO_AMQP_URL="+amqpURL)
+
+	makeArgs := demoMakeArgs(t, root)
+	t.Cleanup(func() {
+		if t.Failed() {
+			dumpLogs(t, filepath.Join(state, "log"))
+		}
+		if out, err := command(root, env, "make", append(makeArgs, "demo-down")...); err != nil {
+			t.Errorf("make demo-down: %v\n%s", err, out)
+		}
+		for _, p := range demoPorts {
+			if c, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", p), time.Second); err == nil {
+				c.Close()
+				t.Errorf("port %d still answers after make demo-down", p)
+			}
+		}
+		dropDemo(t, pgURL, amqpURL, name)
+	})
+
+	start := time.Now()
+	if out, err := command(root, env, "make", append(makeArgs, "demo")...); err != nil {
+		t.Fatalf("make demo: %v\n%s", err, out)
+	} else if !strings.Contains(string(out), "http://localhost:8080") {
+		t.Errorf("make demo did not print the gateway URL:\n%s", out)
+	}
+	t.Logf("make demo took %s", time.Since(start).Round(time.Second))
+
+	client := &http.Client{Timeout: 10 * time.Second}
+	const gw = "http://127.0.0.1:8080"
+
+	// A preflight is answered by the gateway like Kong's cors plugin.
+	req, _ := http.NewRequest(http.MethodOptions, gw+"/order/api/v1/orders/", nil)
+	req.Header.Set("Origin", "http://localhost:3000")
+	req.Header.Set("Access-Control-Request-Method", "POST")
+	resp, err := client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || resp.Header.Get("Access-Control-Allow-Methods") != "GET,POST" {
+		t.Errorf("preflight: %s %v", resp.Status, resp.Header)
+	}
+
+	// One order, through the gateway.
+	req, _ = http.NewRequest(http.MethodPost, gw+"/order/api/v1/orders/",
+		strings.NewReader(`{"customer_id": 1, "product_id": 1, "amount": 1, "quantity": 1}`))
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Origin", "http://localhost:3000")
+	resp, err = client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusCreated {
+		t.Fatalf("POST /order/api/v1/orders/: %s %s", resp.Status, body)
+	}
+	if got := resp.Header.Get("Access-Control-Allow-Origin"); got != "http://localhost:3000" {
+		t.Errorf("POST: Access-Control-Allow-Origin = %q", got)
+	}
+	var created struct {
+		OrderID json.Number `json:"order_id"`
+		Status  string      `json:"status"`
+	}
+	if err := json.Unmarshal(body, &created); err != nil || created.OrderID == "" || created.Status != "created" {
+		t.Fatalf("POST answered %s (%v)", body, err)
+	}
+
+	// The saga runs through three relays and RabbitMQ.
+	deadline := time.Now().Add(90 * time.Second)
+	var last string
+	for {
+		status, raw := orderStatus(t, client, gw, created.OrderID.String())
+		last = raw
+		if status == "payment_confirmed" {
+			break
+		}
+		if status == "payment_denied" || status == "not_reserved" {
+			t.Fatalf("order %s ended as %s: %s", created.OrderID, status, raw)
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("order %s not payment_confirmed after 90s; orders: %s", created.OrderID, last)
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
+	t.Logf("order %s payment_confirmed %s after make demo", created.OrderID, time.Since(start).Round(time.Second))
+
+	for _, path := range []string{"/stock/api/v1/reservations/", "/payment/api/v1/payments/"} {
+		raw := get(t, client, gw+path)
+		if !strings.Contains(raw, `"payment_confirmed"`) {
+			t.Errorf("GET %s: no payment_confirmed entry: %s", path, raw)
+		}
+	}
+	for _, r := range []string{"order", "stock", "payment"} {
+		var st struct {
+			Slot            string `json:"slot"`
+			Ready           bool   `json:"ready"`
+			EventsPublished int    `json:"events_published"`
+		}
+		raw := get(t, client, gw+"/relays/"+r+"/status")
+		if err := json.Unmarshal([]byte(raw), &st); err != nil {
+			t.Errorf("/relays/%s/status: %v: %s", r, err, raw)
+			continue
+		}
+		if st.Slot != name+"_"+r || !st.Ready || st.EventsPublished == 0 {
+			t.Errorf("/relays/%s/status: %s", r, raw)
+		}
+	}
+}
+
+// demoMakeArgs runs the demo targets through the Makefile when it includes
+// deploy/demo.mk, else through deploy/demo.mk alone.
+func demoMakeArgs(t *testing.T, root string) []string {
+	b, err := os.ReadFile(filepath.Join(root, "Makefile"))
+	if err == nil && bytes.Contains(b, []byte("deploy/demo.mk")) {
+		return []string{"--no-print-directory"}
+	}
+	t.Log("the Makefile does not include deploy/demo.mk yet: using make -f deploy/demo.mk")
+	return []string{"--no-print-directory", "-f", "deploy/demo.mk"}
+}
+
+func command(dir string, env []string, name string, args ...string) ([]byte, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, name, args...)
+	cmd.Dir = dir
+	cmd.Env = env
+	cmd.Stdin = nil
+	return cmd.CombinedOutput()
+}
+
+// parseExports reads lines like export NAME='value'.
+func parseExports(s string) map[string]string {
+	out := map[string]string{}
+	for _, line := range strings.Split(s, "\n") {
+		rest, ok := strings.CutPrefix(strings.TrimSpace(line), "export ")
+		if !ok {
+			continue
+		}
+		k, v, _ := strings.Cut(rest, "=")
+		out[k] = strings.Trim(v, "'")
+	}
+	return out
+}
+
+func orderStatus(t *testing.T, client *http.Client, gw, id string) (string, string) {
+	t.Helper()
+	raw := get(t, client, gw+"/order/api/v1/orders/")
+	var orders []struct {
+		OrderID json.Number `json:"order_id"`
+		Status  string      `json:"status"`
+	}
+	if err := json.Unmarshal([]byte(raw), &orders); err != nil {
+		t.Fatalf("GET orders: %v: %s", err, raw)
+	}
+	for _, o := range orders {
+		if o.OrderID.String() == id {
+			return o.Status, raw
+		}
+	}
+	return "", raw
+}
+
+func get(t *testing.T, client *http.Client, url string) string {
+	t.Helper()
+	resp, err := client.Get(url)
+	if err != nil {
+		t.Fatalf("GET %s: %v", url, err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET %s: %s %s", url, resp.Status, b)
+	}
+	return string(b)
+}
+
+func dumpLogs(t *testing.T, dir string) {
+	files, _ := filepath.Glob(filepath.Join(dir, "*.log"))
+	for _, f := range files {
+		b, _ := os.ReadFile(f)
+		lines := strings.Split(strings.TrimSpace(string(b)), "\n")
+		if len(lines) > 30 {
+			lines = lines[len(lines)-30:]
+		}
+		t.Logf("--- %s (last lines)\n%s", filepath.Base(f), strings.Join(lines, "\n"))
+	}
+}
+
+// dropDemo removes what the demo named name made: its replication slots
+// (a forgotten slot holds WAL forever), databases, queues and exchange.
+func dropDemo(t *testing.T, pgURL, amqpURL, name string) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	conn, err := pgx.Connect(ctx, pgURL)
+	if err != nil {
+		t.Errorf("cleanup: connect to Postgres: %v", err)
+	} else {
+		defer conn.Close(ctx)
+		for _, svc := range []string{"order", "stock", "payment"} {
+			db := name + "_" + svc
+			// The relay has stopped; its walsender may take a moment to
+			// release the slot.
+			for i := 0; ; i++ {
+				_, err := conn.Exec(ctx, `SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = $1`, db)
+				if err == nil {
+					break
+				}
+				if i == 50 {
+					t.Errorf("cleanup: drop slot %s: %v", db, err)
+					break
+				}
+				time.Sleep(200 * time.Millisecond)
+			}
+			if _, err := conn.Exec(ctx, `DROP DATABASE IF EXISTS `+pgx.Identifier{db}.Sanitize()+` WITH (FORCE)`); err != nil {
+				t.Errorf("cleanup: drop database %s: %v", db, err)
+			}
+		}
+	}
+	mq, err := amqp.Dial(amqpURL)
+	if err != nil {
+		t.Errorf("cleanup: connect to RabbitMQ: %v", err)
+		return
+	}
+	defer mq.Close()
+	ch, err := mq.Channel()
+	if err != nil {
+		t.Errorf("cleanup: RabbitMQ channel: %v", err)
+		return
+	}
+	for _, key := range []string{"order.v1", "stock.v1", "payment.v1"} {
+		q := name + "." + key
+		for _, queue := range []string{q, "DLQ." + q} {
+			if _, err := ch.QueueDelete(queue, false, false, false); err != nil {
+				t.Errorf("cleanup: delete queue %s: %v", queue, err)
+				return
+			}
+		}
+	}
+	if err := ch.ExchangeDelete(name, false, false); err != nil {
+		t.Errorf("cleanup: delete exchange %s: %v", name, err)
+	}
+}

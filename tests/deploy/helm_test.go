@@ -1,0 +1,409 @@
+package deploy
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+)
+
+// helmVersion is installed with `go install` when no helm is found: the
+// module proxy is all a fresh CI machine needs (about three minutes).
+const helmVersion = "v3.22.0"
+
+// helmBinary finds helm: $SAGA_HELM, then PATH, then <repo>/.demo/tools and
+// $(go env GOPATH)/bin; else it builds it into <repo>/.demo/tools.
+func helmBinary(t *testing.T) string {
+	t.Helper()
+	if p := os.Getenv("SAGA_HELM"); p != "" {
+		return p
+	}
+	if p, err := exec.LookPath("helm"); err == nil {
+		return p
+	}
+	root := repoRoot(t)
+	tools := filepath.Join(root, ".demo", "tools")
+	candidates := []string{filepath.Join(tools, "helm")}
+	if out, err := exec.Command("go", "env", "GOPATH").Output(); err == nil {
+		for _, dir := range filepath.SplitList(strings.TrimSpace(string(out))) {
+			candidates = append(candidates, filepath.Join(dir, "bin", "helm"))
+		}
+	}
+	for _, c := range candidates {
+		if fi, err := os.Stat(c); err == nil && !fi.IsDir() {
+			return c
+		}
+	}
+	if testing.Short() {
+		t.Skip("helm not found and -short: not building it (make helm)")
+	}
+	t.Logf("helm not found: go install helm.sh/helm/v3/cmd/helm@%s into %s (a few minutes)", helmVersion, tools)
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "go", "install", "helm.sh/helm/v3/cmd/helm@"+helmVersion)
+	cmd.Env = append(os.Environ(), "GOBIN="+tools, "GOFLAGS=-mod=mod")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("go install helm %s: %v\n%s", helmVersion, err, out)
+	}
+	return filepath.Join(tools, "helm")
+}
+
+// render runs helm template for one service's values file and extra --set
+// flags and returns the objects by kind and name.
+func render(t *testing.T, helm, service string, sets ...string) map[string]obj {
+	t.Helper()
+	objs, err := renderErr(t, helm, service, sets...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return objs
+}
+
+func renderErr(t *testing.T, helm, service string, sets ...string) (map[string]obj, error) {
+	t.Helper()
+	root := repoRoot(t)
+	args := []string{"template", service, filepath.Join(root, "deploy", "helm", "saga"),
+		"-f", filepath.Join(root, "deploy", "k8s", "services", service, "values.yaml")}
+	for _, s := range sets {
+		args = append(args, "--set", s)
+	}
+	out, err := exec.Command(helm, args...).CombinedOutput()
+	if err != nil {
+		return nil, fmt.Errorf("helm %s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+	docs, err := decodeAll(out)
+	if err != nil {
+		return nil, fmt.Errorf("decode helm output: %v\n%s", err, out)
+	}
+	objs := map[string]obj{}
+	for _, d := range docs {
+		key := d.str("kind") + "/" + d.str("metadata", "name")
+		if _, dup := objs[key]; dup {
+			return nil, fmt.Errorf("%s rendered twice", key)
+		}
+		objs[key] = d
+	}
+	return objs, nil
+}
+
+var servicePorts = map[string]int{"order": 8000, "stock": 8001, "payment": 8002}
+
+func TestHelmChartBothRelayModes(t *testing.T) {
+	helm := helmBinary(t)
+	for _, svc := range []string{"order", "stock", "payment"} {
+		for _, mode := range []string{"sidecar", "deployment"} {
+			t.Run(svc+"/"+mode, func(t *testing.T) {
+				objs := render(t, helm, svc, "relay.mode="+mode)
+				checkChart(t, objs, svc, mode)
+			})
+		}
+	}
+}
+
+func TestHelmChartRejectsUnknownRelayMode(t *testing.T) {
+	helm := helmBinary(t)
+	_, err := renderErr(t, helm, "order", "relay.mode=daemonset")
+	if err == nil || !strings.Contains(err.Error(), "relay.mode") {
+		t.Fatalf("relay.mode=daemonset rendered, or failed without naming relay.mode: %v", err)
+	}
+}
+
+func TestHelmChartExternalDatabase(t *testing.T) {
+	helm := helmBinary(t)
+	objs := render(t, helm, "order", "postgres.enabled=false",
+		"database.url=postgres://app@db.example:5432/orders", "database.relayUrl=postgres://relay@db.example:5432/orders")
+	for key := range objs {
+		if strings.HasPrefix(key, "Deployment/order-db") || strings.HasPrefix(key, "Service/order-db") {
+			t.Errorf("%s rendered with postgres.enabled=false", key)
+		}
+	}
+	if _, err := renderErr(t, helm, "order", "postgres.enabled=false"); err == nil {
+		t.Error("postgres.enabled=false without database.url rendered")
+	}
+}
+
+func checkChart(t *testing.T, objs map[string]obj, svc, mode string) {
+	api := mustObj(t, objs, "Deployment/"+svc+"-deployment")
+	db := mustObj(t, objs, "Deployment/"+svc+"-db-deployment")
+	relayDep, hasRelayDep := objs["Deployment/"+svc+"-relay-deployment"]
+
+	// Containers of each pod.
+	apiContainers := containerNames(api)
+	switch mode {
+	case "sidecar":
+		if !slices.Equal(apiContainers, []string{svc, "cdc-relay"}) {
+			t.Errorf("sidecar: %s-deployment containers = %v, want [%s cdc-relay]", svc, apiContainers, svc)
+		}
+		if hasRelayDep {
+			t.Errorf("sidecar: a relay Deployment was rendered")
+		}
+	case "deployment":
+		if !slices.Equal(apiContainers, []string{svc}) {
+			t.Errorf("deployment: %s-deployment containers = %v, want [%s]", svc, apiContainers, svc)
+		}
+		if !hasRelayDep {
+			t.Fatalf("deployment: no Deployment/%s-relay-deployment", svc)
+		}
+		if got := relayDep.str("spec", "replicas"); got != "1" {
+			t.Errorf("relay Deployment replicas = %s, want 1", got)
+		}
+		if got := relayDep.str("spec", "strategy", "type"); got != "Recreate" {
+			t.Errorf("relay Deployment strategy = %q, want Recreate", got)
+		}
+		if got := containerNames(relayDep); !slices.Equal(got, []string{"cdc-relay"}) {
+			t.Errorf("relay Deployment containers = %v", got)
+		}
+	}
+
+	// The service container: port, env, probes, resources.
+	app := container(t, api, svc)
+	if got := app.str("ports", 0, "containerPort"); got != fmt.Sprint(servicePorts[svc]) {
+		t.Errorf("%s containerPort = %s, want %d", svc, got, servicePorts[svc])
+	}
+	for _, p := range []string{"livenessProbe", "readinessProbe", "startupProbe"} {
+		if app.str(p, "httpGet", "path") == "" {
+			t.Errorf("%s container has no %s", svc, p)
+		}
+	}
+	if app.str("readinessProbe", "httpGet", "path") != "/readyz" || app.str("livenessProbe", "httpGet", "path") != "/livez" {
+		t.Errorf("%s probes: readiness %q liveness %q", svc, app.str("readinessProbe", "httpGet", "path"), app.str("livenessProbe", "httpGet", "path"))
+	}
+	checkResources(t, svc, app)
+	env := envOf(t, objs, app)
+	for _, name := range []string{"DATABASE_URL", "AMQP_URL", "HTTP_ADDR"} {
+		if env[name] == "" {
+			t.Errorf("%s container lacks %s", svc, name)
+		}
+	}
+	if env["HTTP_ADDR"] != fmt.Sprintf(":%d", servicePorts[svc]) {
+		t.Errorf("%s HTTP_ADDR = %q", svc, env["HTTP_ADDR"])
+	}
+	if !strings.Contains(env["DATABASE_URL"], "@"+svc+"-db-service:5432/") {
+		t.Errorf("%s DATABASE_URL = %q, want the chart's database service", svc, env["DATABASE_URL"])
+	}
+	if init := api.objs("spec", "template", "spec", "initContainers"); len(init) != 1 || init[0].str("args", 0) != "migrate" {
+		t.Errorf("%s: want one init container running migrate, got %v", svc, init)
+	}
+
+	// The relay container, wherever it runs.
+	relayPod := api
+	if mode == "deployment" {
+		relayPod = relayDep
+	}
+	relay := container(t, relayPod, "cdc-relay")
+	renv := envOf(t, objs, relay)
+	want := map[string]string{
+		"CDC_RELAY_SLOT":        "saga_" + svc,
+		"CDC_RELAY_PUBLICATION": "cdc_relay_outbox",
+		"CDC_RELAY_EXCHANGE":    "saga",
+		"CDC_RELAY_HTTP_ADDR":   ":9400",
+	}
+	for k, v := range want {
+		if renv[k] != v {
+			t.Errorf("relay %s = %q, want %q", k, renv[k], v)
+		}
+	}
+	for _, k := range []string{"CDC_RELAY_DATABASE_URL", "CDC_RELAY_AMQP_URL"} {
+		if renv[k] == "" {
+			t.Errorf("relay lacks %s", k)
+		}
+	}
+	if renv["CDC_RELAY_DATABASE_URL"] != env["DATABASE_URL"] {
+		t.Errorf("relay database %q differs from the service's %q", renv["CDC_RELAY_DATABASE_URL"], env["DATABASE_URL"])
+	}
+	if relay.str("livenessProbe", "httpGet", "path") != "/livez" {
+		t.Errorf("relay liveness probe = %v", relay.get("livenessProbe"))
+	}
+	hasReadiness := relay.get("readinessProbe") != nil
+	if mode == "sidecar" && hasReadiness {
+		t.Error("sidecar relay has a readiness probe: a standby would take the service pod out of its Service")
+	}
+	if mode == "deployment" && relay.str("readinessProbe", "httpGet", "path") != "/readyz" {
+		t.Error("relay Deployment has no /readyz readiness probe")
+	}
+	if relay.str("ports", 0, "containerPort") != "9400" {
+		t.Errorf("relay metrics port = %s", relay.str("ports", 0, "containerPort"))
+	}
+	checkResources(t, "cdc-relay", relay)
+
+	// The database: logical decoding and a readiness probe.
+	pg := container(t, db, "postgres")
+	if args := fmt.Sprint(pg.get("args")); !strings.Contains(args, "wal_level=logical") {
+		t.Errorf("postgres args %s lack wal_level=logical", args)
+	}
+	if pg.get("readinessProbe") == nil {
+		t.Error("postgres has no readiness probe")
+	}
+
+	// Services catch only their own pods, and their target ports exist there.
+	pods := map[string]obj{}
+	for key, o := range objs {
+		if o.str("kind") == "Deployment" {
+			pods[strings.TrimPrefix(key, "Deployment/")] = o
+		}
+	}
+	relayOwner := svc + "-deployment"
+	if mode == "deployment" {
+		relayOwner = svc + "-relay-deployment"
+	}
+	for name, wantPods := range map[string][]string{
+		svc + "-service":       {svc + "-deployment"},
+		svc + "-relay-service": {relayOwner},
+		svc + "-db-service":    {svc + "-db-deployment"},
+	} {
+		s := mustObj(t, objs, "Service/"+name)
+		sel := s.strMap("spec", "selector")
+		if len(sel) == 0 {
+			t.Errorf("Service %s has no selector", name)
+			continue
+		}
+		var matched []string
+		for pname, p := range pods {
+			if matches(sel, p.strMap("spec", "template", "metadata", "labels")) {
+				matched = append(matched, pname)
+			}
+		}
+		slices.Sort(matched)
+		if !slices.Equal(matched, wantPods) {
+			t.Errorf("Service %s selects %v, want only %v", name, matched, wantPods)
+		}
+		for _, port := range s.objs("spec", "ports") {
+			target := port.str("targetPort")
+			for _, pname := range matched {
+				if !hasPort(pods[pname], target) {
+					t.Errorf("Service %s targetPort %s: no such port in %s", name, target, pname)
+				}
+			}
+		}
+	}
+	// Every Deployment's selector matches its own template.
+	for pname, p := range pods {
+		if !matches(p.strMap("spec", "selector", "matchLabels"), p.strMap("spec", "template", "metadata", "labels")) {
+			t.Errorf("Deployment %s selector does not match its pod template", pname)
+		}
+	}
+
+	// The HTTPRoutes for Kong.
+	route := mustObj(t, objs, "HTTPRoute/"+svc+"-http-route")
+	if route.str("metadata", "annotations", "konghq.com/strip-path") != "true" {
+		t.Error("HTTPRoute lacks konghq.com/strip-path: \"true\"")
+	}
+	if route.str("spec", "parentRefs", 0, "name") != "kong" {
+		t.Errorf("HTTPRoute parent = %q", route.str("spec", "parentRefs", 0, "name"))
+	}
+	rule := obj(route.objs("spec", "rules")[0])
+	if got := rule.str("matches", 0, "path", "value"); got != "/"+svc {
+		t.Errorf("HTTPRoute path = %q, want /%s", got, svc)
+	}
+	if rule.str("backendRefs", 0, "name") != svc+"-service" || rule.str("backendRefs", 0, "port") != fmt.Sprint(servicePorts[svc]) {
+		t.Errorf("HTTPRoute backend = %v", rule.get("backendRefs"))
+	}
+	rroute := mustObj(t, objs, "HTTPRoute/"+svc+"-relay-http-route")
+	if rroute.str("spec", "rules", 0, "backendRefs", 0, "name") != svc+"-relay-service" ||
+		rroute.str("spec", "rules", 0, "matches", 0, "path", "value") != "/relays/"+svc {
+		t.Errorf("relay HTTPRoute = %v", rroute.get("spec"))
+	}
+}
+
+func mustObj(t *testing.T, objs map[string]obj, key string) obj {
+	t.Helper()
+	o, ok := objs[key]
+	if !ok {
+		keys := make([]string, 0, len(objs))
+		for k := range objs {
+			keys = append(keys, k)
+		}
+		slices.Sort(keys)
+		t.Fatalf("%s not rendered; rendered: %v", key, keys)
+	}
+	return o
+}
+
+func containerNames(dep obj) []string {
+	var names []string
+	for _, c := range dep.objs("spec", "template", "spec", "containers") {
+		names = append(names, c.str("name"))
+	}
+	return names
+}
+
+func container(t *testing.T, dep obj, name string) obj {
+	t.Helper()
+	for _, c := range dep.objs("spec", "template", "spec", "containers") {
+		if c.str("name") == name {
+			return c
+		}
+	}
+	t.Fatalf("Deployment %s has no container %s", dep.str("metadata", "name"), name)
+	return nil
+}
+
+func hasPort(dep obj, nameOrNumber string) bool {
+	for _, c := range dep.objs("spec", "template", "spec", "containers") {
+		for _, p := range c.objs("ports") {
+			if p.str("name") == nameOrNumber || p.str("containerPort") == nameOrNumber {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+func checkResources(t *testing.T, name string, c obj) {
+	t.Helper()
+	if c.str("resources", "requests", "cpu") == "" || c.str("resources", "requests", "memory") == "" {
+		t.Errorf("%s has no cpu and memory requests: %v", name, c.get("resources"))
+	}
+	if c.str("resources", "limits", "memory") == "" {
+		t.Errorf("%s has no memory limit", name)
+	}
+}
+
+// envOf resolves a container's environment: plain values, secretKeyRef and
+// configMapKeyRef (base64 decoded from the rendered Secret), and envFrom
+// ConfigMaps. A reference to an object or key that was not rendered fails.
+func envOf(t *testing.T, objs map[string]obj, c obj) map[string]string {
+	t.Helper()
+	env := map[string]string{}
+	for _, from := range c.objs("envFrom") {
+		name := from.str("configMapRef", "name")
+		cm := mustObj(t, objs, "ConfigMap/"+name)
+		for k, v := range cm.strMap("data") {
+			env[k] = v
+		}
+	}
+	for _, e := range c.objs("env") {
+		name := e.str("name")
+		switch {
+		case e.get("valueFrom", "secretKeyRef") != nil:
+			sname, key := e.str("valueFrom", "secretKeyRef", "name"), e.str("valueFrom", "secretKeyRef", "key")
+			s := mustObj(t, objs, "Secret/"+sname)
+			v, ok := s.strMap("data")[key]
+			if !ok {
+				t.Errorf("env %s: Secret %s has no key %s", name, sname, key)
+				continue
+			}
+			env[name] = decodeB64(t, v)
+		case e.get("valueFrom", "configMapKeyRef") != nil:
+			cm := mustObj(t, objs, "ConfigMap/"+e.str("valueFrom", "configMapKeyRef", "name"))
+			env[name] = cm.strMap("data")[e.str("valueFrom", "configMapKeyRef", "key")]
+		default:
+			env[name] = e.str("value")
+		}
+	}
+	return env
+}
+
+func matches(selector, labels map[string]string) bool {
+	for k, v := range selector {
+		if labels[k] != v {
+			return false
+		}
+	}
+	return len(selector) > 0
+}

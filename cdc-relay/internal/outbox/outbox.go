@@ -4,7 +4,6 @@ package outbox
 
 import (
 	"bytes"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -144,7 +143,7 @@ func Source(database string, table string) string {
 // is not a JSON object does not stop the row: the message is sent with the
 // raw text under HeaderInvalidHeaders and the returned warning says why.
 func Message(r Row, source string) (msg amqp.Publishing, warning error) {
-	headers, warning := Headers(r.Headers)
+	headers, warning := headers(r.Headers, 8)
 	if warning != nil {
 		headers = amqp.Table{HeaderInvalidHeaders: string(r.Headers)}
 		warning = fmt.Errorf("%w %s: %v", ErrRow, r.ID, warning)
@@ -174,53 +173,20 @@ func Message(r Row, source string) (msg amqp.Publishing, warning error) {
 // float64, booleans bool, null a void value, and objects and arrays their
 // JSON text.
 func Headers(raw []byte) (amqp.Table, error) {
-	t := amqp.Table{}
+	return headers(raw, 0)
+}
+
+// headers is Headers with room for extra more entries.
+func headers(raw []byte, extra int) (amqp.Table, error) {
+	t := make(amqp.Table, 8+extra)
 	if len(bytes.TrimSpace(raw)) == 0 {
 		return t, nil
 	}
-	var obj map[string]json.RawMessage
-	if err := json.Unmarshal(raw, &obj); err != nil {
-		return nil, fmt.Errorf("headers is not a JSON object: %.80s", raw)
-	}
-	for k, v := range obj {
-		val, err := headerValue(v)
-		if err != nil {
-			return nil, fmt.Errorf("header %q: %w", k, err)
+	if err := headersTable(raw, t); err != nil {
+		if errors.Is(err, errNotObject) {
+			return nil, fmt.Errorf("headers is not a JSON object: %.80s", raw)
 		}
-		t[k] = val
+		return nil, fmt.Errorf("headers is not a JSON object: %w", err)
 	}
 	return t, nil
-}
-
-func headerValue(v json.RawMessage) (any, error) {
-	v = bytes.TrimSpace(v)
-	if len(v) == 0 {
-		return nil, errors.New("empty value")
-	}
-	switch v[0] {
-	case '"':
-		var s string
-		err := json.Unmarshal(v, &s)
-		return s, err
-	case 't', 'f':
-		var b bool
-		err := json.Unmarshal(v, &b)
-		return b, err
-	case 'n':
-		return nil, nil
-	case '{', '[':
-		var buf bytes.Buffer
-		if err := json.Compact(&buf, v); err != nil {
-			return nil, err
-		}
-		return buf.String(), nil
-	}
-	var n json.Number
-	if err := json.Unmarshal(v, &n); err != nil {
-		return nil, err
-	}
-	if i, err := n.Int64(); err == nil {
-		return i, nil
-	}
-	return n.Float64()
 }

@@ -25,6 +25,24 @@ const (
 	maxTxn = 50  // rows per transaction, at most
 )
 
+// fixture is one test's outbox database, exchange, slot, a queue bound to
+// everything with a collector on it, and the relay environment for them.
+type fixture struct {
+	dbURL, slot string
+	got         *relaytest.Collector
+	env         []string
+}
+
+func newFixture(t *testing.T, extraEnv ...string) *fixture {
+	t.Helper()
+	f := &fixture{dbURL: testenv.NewOutboxDatabase(t), slot: testenv.RandomName("t_slot_")}
+	t.Cleanup(func() { testenv.DropSlot(t, f.dbURL, f.slot) })
+	exchange := testenv.NewExchange(t)
+	f.got = relaytest.Collect(testenv.Consume(t, testenv.NewQueue(t, exchange, "#")))
+	f.env = relayEnv(f.dbURL, testenv.AMQPURL(t), f.slot, exchange, extraEnv...)
+	return f
+}
+
 // TestSIGKILLMidStreamLosesNothing kills the relay process twice while rows
 // flow. Nothing may be lost, each writer's order must hold, and duplicates
 // are bounded by what can be unacknowledged at a kill: the window of
@@ -32,13 +50,8 @@ const (
 // window's worth), and the two transactions straddling those positions.
 func TestSIGKILLMidStreamLosesNothing(t *testing.T) {
 	const writers, perWriter = 4, 5000
-	dbURL := testenv.NewOutboxDatabase(t)
-	amqpURL := testenv.AMQPURL(t)
-	exchange := testenv.NewExchange(t)
-	slot := testenv.RandomName("t_slot_")
-	t.Cleanup(func() { testenv.DropSlot(t, dbURL, slot) })
-	got := relaytest.Collect(testenv.Consume(t, testenv.NewQueue(t, exchange, "#")))
-	env := relayEnv(dbURL, amqpURL, slot, exchange, "CDC_RELAY_MAX_IN_FLIGHT=100")
+	f := newFixture(t, "CDC_RELAY_MAX_IN_FLIGHT=100")
+	dbURL, got, env := f.dbURL, f.got, f.env
 
 	p := start(t, env, "run")
 	p.waitReady(t)
@@ -64,13 +77,8 @@ func TestSIGKILLMidStreamLosesNothing(t *testing.T) {
 // resends at most the transaction that was being read.
 func TestSIGTERMDrainsAndExitsZero(t *testing.T) {
 	const writers, perWriter = 2, 4000
-	dbURL := testenv.NewOutboxDatabase(t)
-	amqpURL := testenv.AMQPURL(t)
-	exchange := testenv.NewExchange(t)
-	slot := testenv.RandomName("t_slot_")
-	t.Cleanup(func() { testenv.DropSlot(t, dbURL, slot) })
-	got := relaytest.Collect(testenv.Consume(t, testenv.NewQueue(t, exchange, "#")))
-	env := relayEnv(dbURL, amqpURL, slot, exchange, "CDC_RELAY_MAX_IN_FLIGHT=100")
+	f := newFixture(t, "CDC_RELAY_MAX_IN_FLIGHT=100")
+	dbURL, slot, got, env := f.dbURL, f.slot, f.got, f.env
 
 	p := start(t, env, "run")
 	p.waitReady(t)
@@ -181,13 +189,8 @@ func containsAll(s string, subs ...string) bool {
 // SIGKILL, with nothing lost and order kept.
 func TestStandbyTakesOverWhenTheActiveRelayDies(t *testing.T) {
 	const writers, perWriter = 2, 4000
-	dbURL := testenv.NewOutboxDatabase(t)
-	amqpURL := testenv.AMQPURL(t)
-	exchange := testenv.NewExchange(t)
-	slot := testenv.RandomName("t_slot_")
-	t.Cleanup(func() { testenv.DropSlot(t, dbURL, slot) })
-	got := relaytest.Collect(testenv.Consume(t, testenv.NewQueue(t, exchange, "#")))
-	env := relayEnv(dbURL, amqpURL, slot, exchange, "CDC_RELAY_MAX_IN_FLIGHT=100")
+	f := newFixture(t, "CDC_RELAY_MAX_IN_FLIGHT=100")
+	dbURL, got, env := f.dbURL, f.got, f.env
 
 	active := start(t, env, "run")
 	active.waitReady(t)
@@ -294,4 +297,52 @@ func TestConfigFileRelaysSeveralDatabases(t *testing.T) {
 	}
 	p.signal(t, syscall.SIGTERM)
 	assert.Equal(t, 1, p.wait(t, 20*time.Second), "non-zero: one relay stopped on a fatal error")
+}
+
+// TestLostSlotStopsTheRelayAndTheRepairDeliversEverything drops the slot
+// while the relay is down and rows keep being written. The relay must refuse
+// to recreate it silently; the documented repair (slot create, replay
+// --since, restart) delivers every row, and the overlap carries the same
+// message ids for consumers to dedup.
+func TestLostSlotStopsTheRelayAndTheRepairDeliversEverything(t *testing.T) {
+	f := newFixture(t)
+	dbURL, slot, got, env := f.dbURL, f.slot, f.got, f.env
+	ctx := context.Background()
+
+	p := start(t, env, "run")
+	p.waitReady(t)
+	require.NoError(t, relaytest.Write(ctx, dbURL, 0, 1, 50, 10, "lost"))
+	got.WaitDistinct(t, 50, 20*time.Second)
+	p.signal(t, syscall.SIGTERM)
+	require.Equal(t, 0, p.wait(t, 20*time.Second))
+
+	// The slot is lost while the relay is down; writes go on.
+	repairFrom := time.Now().Add(-time.Second)
+	testenv.DropSlot(t, dbURL, slot)
+	require.NoError(t, relaytest.Write(ctx, dbURL, 0, 51, 50, 10, "lost"))
+
+	p = start(t, env, "run")
+	require.Equal(t, 1, p.wait(t, 20*time.Second))
+	out := p.out.String()
+	assert.Contains(t, out, "is lost")
+	assert.Contains(t, out, "cdc-relay slot create")
+	assert.Contains(t, out, "cdc-relay replay --since")
+
+	// The repair, as docs/operations.md gives it.
+	create := start(t, env, "slot", "create")
+	require.Equal(t, 0, create.wait(t, 20*time.Second), create.out.String())
+	replay := start(t, env, "replay", "--since", repairFrom.UTC().Format(time.RFC3339))
+	require.Equal(t, 0, replay.wait(t, 60*time.Second), replay.out.String())
+	p = start(t, env, "run")
+	p.waitReady(t)
+	require.NoError(t, relaytest.Write(ctx, dbURL, 0, 101, 20, 10, "lost"))
+
+	got.WaitDistinct(t, 120, 30*time.Second)
+	var seqs []int
+	for _, m := range got.Messages() {
+		seqs = append(seqs, m.Seq)
+	}
+	t.Logf("arrival order: %v", seqs)
+	dups := got.Check(t, 1, 120)
+	t.Logf("duplicates from the replay overlap: %d", dups)
 }

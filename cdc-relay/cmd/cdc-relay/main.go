@@ -2,6 +2,7 @@
 // WAL through pgoutput logical replication (see design §4).
 //
 //	cdc-relay run [flags]    the daemon; flags override CDC_RELAY_* variables
+//	cdc-relay slot list|create|drop|advance, publication create|show, doctor, replay
 //	cdc-relay version
 package main
 
@@ -21,6 +22,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/saga-cdc/saga/cdc-relay/internal/admin"
 	"github.com/saga-cdc/saga/cdc-relay/internal/config"
 	"github.com/saga-cdc/saga/cdc-relay/internal/httpserver"
 	"github.com/saga-cdc/saga/cdc-relay/internal/metrics"
@@ -34,9 +36,9 @@ func main() {
 	if err == nil {
 		return
 	}
-	code := 1
+	code := admin.ExitCode(err)
 	var usage usageError
-	if errors.As(err, &usage) || errors.Is(err, config.ErrHelp) {
+	if errors.As(err, &usage) {
 		code = 2
 	}
 	if !errors.Is(err, config.ErrHelp) && !errors.Is(err, errLogged) {
@@ -47,11 +49,11 @@ func main() {
 	os.Exit(code)
 }
 
-const usageText = `usage: cdc-relay <command> [flags]
+var usageText = `usage: cdc-relay <command> [flags]
 
-commands:
-  run       relay the outbox to RabbitMQ (flags override CDC_RELAY_* variables; run -h lists them)
-  version   print the version
+commands (flags override CDC_RELAY_* variables; <command> -h lists them):
+  run                                     relay the outbox to RabbitMQ
+` + admin.Usage + `  version                                 print the version
 `
 
 // usageError is a command-line or configuration error: exit code 2.
@@ -70,6 +72,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	switch args[1] {
 	case "run":
 		return runRelay(ctx, args[2:], getenv, stdout, stderr)
+	case "slot", "publication", "doctor", "replay":
+		return admin.Run(ctx, args[1:], getenv, stdout, stderr)
 	case "version":
 		fmt.Fprintln(stdout, "cdc-relay", version())
 		return nil

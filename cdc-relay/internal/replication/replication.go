@@ -82,6 +82,23 @@ func Prepare(ctx context.Context, dbURL string, t Target) (Slot, error) {
 
 // PrepareConn is Prepare on an open connection.
 func PrepareConn(ctx context.Context, conn *pgx.Conn, t Target) (Slot, error) {
+	return prepare(ctx, conn, t, false)
+}
+
+// CreateSlot is the operator's `cdc-relay slot create`: Prepare's checks and
+// creations, except that a missing slot is created even when the outbox
+// already holds rows. The operator has decided (a first start on a busy
+// outbox, or the repair of a lost slot followed by a replay).
+func CreateSlot(ctx context.Context, dbURL string, t Target) (Slot, error) {
+	conn, err := Connect(ctx, dbURL)
+	if err != nil {
+		return Slot{}, err
+	}
+	defer conn.Close(context.WithoutCancel(ctx))
+	return prepare(ctx, conn, t, true)
+}
+
+func prepare(ctx context.Context, conn *pgx.Conn, t Target, operator bool) (Slot, error) {
 	var walLevel, db string
 	if err := conn.QueryRow(ctx, `SELECT current_setting('wal_level'), current_database()`).Scan(&walLevel, &db); err != nil {
 		return Slot{}, fmt.Errorf("read wal_level: %w", err)
@@ -95,7 +112,7 @@ func PrepareConn(ctx context.Context, conn *pgx.Conn, t Target) (Slot, error) {
 	if err := ensurePublication(ctx, conn, t); err != nil {
 		return Slot{}, err
 	}
-	return ensureSlot(ctx, conn, t, db)
+	return ensureSlot(ctx, conn, t, db, operator)
 }
 
 func checkTable(ctx context.Context, conn *pgx.Conn, t Target) error {
@@ -155,7 +172,7 @@ func ensurePublication(ctx context.Context, conn *pgx.Conn, t Target) error {
 	return nil
 }
 
-func ensureSlot(ctx context.Context, conn *pgx.Conn, t Target, db string) (Slot, error) {
+func ensureSlot(ctx context.Context, conn *pgx.Conn, t Target, db string, operator bool) (Slot, error) {
 	s := Slot{Name: t.Slot, Database: db}
 	var (
 		plugin, slotDB, walStatus *string
@@ -168,7 +185,7 @@ func ensureSlot(ctx context.Context, conn *pgx.Conn, t Target, db string) (Slot,
 			(pg_current_wal_lsn() - restart_lsn)::bigint, active, active_pid
 		FROM pg_replication_slots WHERE slot_name = $1`, t.Slot).Scan(&plugin, &slotDB, &walStatus, &confirmed, &retained, &active, &pid)
 	if errors.Is(err, pgx.ErrNoRows) {
-		return createSlot(ctx, conn, t, db)
+		return createSlot(ctx, conn, t, db, operator)
 	}
 	if err != nil {
 		return Slot{}, fmt.Errorf("read replication slot %q: %w", t.Slot, err)
@@ -206,10 +223,11 @@ func SlotLost(slot, why string) error {
 // then the slot was lost (dropped, or missing after a failover) or never
 // streamed those rows, and creating it silently would skip them. An empty
 // outbox is the first start. The relay needs only SELECT for this check.
-func createSlot(ctx context.Context, conn *pgx.Conn, t Target, db string) (Slot, error) {
+func createSlot(ctx context.Context, conn *pgx.Conn, t Target, db string, operator bool) (Slot, error) {
 	var oldest time.Time
 	err := conn.QueryRow(ctx, fmt.Sprintf(`SELECT created_at FROM %s ORDER BY created_at LIMIT 1`, t.qualified())).Scan(&oldest)
 	switch {
+	case operator:
 	case err == nil:
 		return Slot{}, SlotLost(t.Slot, fmt.Sprintf("it does not exist but table %s.%s holds rows (oldest from %s); "+
 			"if this is a first start on an outbox that already has rows, create the slot with `cdc-relay slot create` and replay what consumers should get", t.Schema, t.Table, oldest.UTC().Format(time.RFC3339)))
@@ -220,7 +238,7 @@ func createSlot(ctx context.Context, conn *pgx.Conn, t Target, db string) (Slot,
 	if err := conn.QueryRow(ctx, `SELECT lsn::text FROM pg_create_logical_replication_slot($1, 'pgoutput')`, t.Slot).Scan(&lsn); err != nil {
 		var pgErr *pgconn.PgError
 		if errors.As(err, &pgErr) && pgErr.Code == "42710" { // another relay created it meanwhile
-			return ensureSlot(ctx, conn, t, db)
+			return ensureSlot(ctx, conn, t, db, operator)
 		}
 		return Slot{}, fmt.Errorf("create replication slot %q: %w", t.Slot, err)
 	}

@@ -236,12 +236,13 @@ func TestConcurrentOrders(t *testing.T) {
 		assert.Equal(t, 10-confirmed[p], st.Stock[p], "product %s", p)
 	}
 	require.Eventually(t, func() bool {
+		byOrder := s.MessagesByOrder()
 		for _, id := range ids {
 			want := 9
 			if st.Orders[id].Status == "not_reserved" {
 				want = 5
 			}
-			if len(s.MessagesOf(id)) != want {
+			if len(byOrder[fmt.Sprint(id)]) != want {
 				return false
 			}
 		}

@@ -286,7 +286,14 @@ func (s *System) Messages() []amqp.Delivery {
 
 // MessagesOf returns the messages of one saga: those whose body names orderID.
 func (s *System) MessagesOf(orderID int) []amqp.Delivery {
-	var out []amqp.Delivery
+	return s.MessagesByOrder()[fmt.Sprint(orderID)]
+}
+
+// MessagesByOrder groups every message seen so far by the order_id of its
+// body, in one pass (checking hundreds of sagas one by one would decode every
+// message hundreds of times).
+func (s *System) MessagesByOrder() map[string][]amqp.Delivery {
+	out := map[string][]amqp.Delivery{}
 	for _, d := range s.Messages() {
 		var body struct {
 			OrderID json.RawMessage `json:"order_id"`
@@ -294,9 +301,8 @@ func (s *System) MessagesOf(orderID int) []amqp.Delivery {
 		if json.Unmarshal(d.Body, &body) != nil {
 			continue
 		}
-		if strings.Trim(string(body.OrderID), `"`) == fmt.Sprint(orderID) {
-			out = append(out, d)
-		}
+		id := strings.Trim(string(body.OrderID), `"`)
+		out[id] = append(out[id], d)
 	}
 	return out
 }

@@ -22,6 +22,7 @@ DOCKER_ANSWERS := timeout 5 docker info >/dev/null 2>&1
 .PHONY: help build test test-short lint services-up
 
 include deploy/demo.mk
+include deploy/bench.mk
 .DEFAULT_GOAL := help
 
 help:
@@ -30,6 +31,7 @@ help:
 	@echo 'make build        compile everything; binaries into bin/'
 	@echo 'make test         go vet, then every test with -race (starts Postgres and RabbitMQ when needed)'
 	@echo 'make test-short   unit tests only (go test -short)'
+	@echo 'make bench        benchmarks (tests/bench): relay vs the machine and a polling relay; writes docs/benchmarks.md'
 	@echo 'make lint         gofmt and go vet'
 	@echo 'make services-up  install and start Postgres and RabbitMQ from Debian packages (root)'
 

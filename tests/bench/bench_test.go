@@ -1,0 +1,159 @@
+package bench
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/saga-cdc/saga/tests/testenv"
+)
+
+var docPath = flag.String("bench.doc", filepath.Join("..", "..", "docs", "benchmarks.md"),
+	"where BenchmarkRelay writes its report (empty: nowhere)")
+
+var binDir string
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if binDir != "" {
+		os.RemoveAll(binDir)
+	}
+	os.Exit(code)
+}
+
+// binaries builds cdc-relay, and its pprof variant when asked, once per
+// test binary.
+var binaries = sync.OnceValues(func() ([2]string, error) {
+	var bins [2]string
+	dir, err := os.MkdirTemp("", "cdc-relay-bench-")
+	if err != nil {
+		return bins, fmt.Errorf("make a directory for the binaries: %w", err)
+	}
+	binDir = dir
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	if bins[0], err = Build(ctx, dir, false); err != nil {
+		return bins, err
+	}
+	if bins[1], err = Build(ctx, dir, true); err != nil {
+		return bins, err
+	}
+	return bins, nil
+})
+
+func newHarness(tb testing.TB, cfg Config) *Harness {
+	tb.Helper()
+	h := &Harness{Cfg: cfg, PGURL: testenv.PostgresURL(tb), AMQPURL: testenv.AMQPURL(tb),
+		ProfileTo: filepath.Join(os.TempDir(), "cdc-relay-bench.cpu.pprof")}
+	bins, err := binaries()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	h.Bin, h.BinPprof = bins[0], bins[1]
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if h.Res.Machine, err = ReadMachine(ctx, h.PGURL, h.AMQPURL); err != nil {
+		tb.Fatal(err)
+	}
+	return h
+}
+
+// checkSlots fails tb if a slot the harness made is still there.
+func checkSlots(tb testing.TB, h *Harness) {
+	tb.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	left, err := leftoverSlots(ctx, h.PGURL, madeSlots())
+	if err != nil {
+		tb.Fatal(err)
+	}
+	if len(left) > 0 {
+		tb.Errorf("replication slots left behind: %v", left)
+	}
+}
+
+// BenchmarkRelay is `make bench`: issue 6's measurements in one run. It
+// prints the table and writes docs/benchmarks.md. Run it once:
+//
+//	go test -run '^$' -bench . -benchtime 1x -timeout 30m ./tests/bench/
+func BenchmarkRelay(b *testing.B) {
+	h := newHarness(b, Full())
+	began := time.Now()
+	h.Run(func(name string, fn func(testing.TB)) bool {
+		return b.Run(name, func(b *testing.B) { fn(b) })
+	})
+	h.Res.EndRun()
+	checkSlots(b, h)
+	fmt.Printf("\n%s\nwhole run: %s\n", h.Table(), time.Since(began).Round(time.Second))
+	if *docPath != "" {
+		if err := os.WriteFile(*docPath, []byte(h.Markdown()), 0o644); err != nil {
+			b.Fatalf("write report: %v", err)
+		}
+		fmt.Println("wrote", *docPath)
+	}
+}
+
+// TestHarness runs every step of the benchmark with tiny numbers: each
+// pipeline must deliver every row, every figure must be there, the report
+// must render, and no slot may be left behind.
+func TestHarness(t *testing.T) {
+	h := newHarness(t, Smoke())
+	h.Cfg.Profile = true
+	h.Run(func(name string, fn func(testing.TB)) bool {
+		return t.Run(name, func(t *testing.T) { fn(t) })
+	})
+	if t.Failed() {
+		return
+	}
+	// The profile step runs only on a throughput miss; run it here anyway
+	// so it stays tested.
+	if h.Res.Profile == "" {
+		t.Run("profile", func(t *testing.T) { h.profile(t) })
+	}
+	h.Res.EndRun()
+	checkSlots(t, h)
+
+	r := h.Res
+	positive := map[string]float64{
+		"publish limit": r.PublishConsumeRate, "decode batched": r.DecodeBatched, "decode single": r.DecodeSingle,
+		"drain batched": r.DrainBatched.Rate(), "drain single": r.DrainSingle.Rate(), "drain big": r.DrainBig.Rate(),
+		"peak RSS": float64(r.DrainBig.HWMKB), "cpu": r.DrainBatched.CPUPer100k(), "idle window": r.IdleSeconds,
+	}
+	for name, v := range positive {
+		if v <= 0 {
+			t.Errorf("%s: %v, want > 0", name, v)
+		}
+	}
+	if len(r.Latency) != len(h.Cfg.Rates) {
+		t.Fatalf("latency steps: %d, want %d", len(r.Latency), len(h.Cfg.Rates))
+	}
+	for _, l := range r.Latency {
+		if l.Relay.N == 0 || l.Probe.N == 0 {
+			t.Errorf("latency at %d rows/s: relay %d and probe %d samples", l.Rate, l.Relay.N, l.Probe.N)
+		}
+	}
+	for _, p := range r.Polls {
+		if p.Drain <= 0 || p.Latency.N == 0 || p.IdleStmtPerS <= 0 {
+			t.Errorf("polling every %s: %+v", p.Interval, p)
+		}
+	}
+	if r.IdleRelayTxn <= 0 {
+		t.Errorf("idle relay ran %d transactions, want its heartbeats", r.IdleRelayTxn)
+	}
+	if !strings.Contains(r.Profile, "flat") {
+		t.Errorf("profile without pprof's table:\n%s", r.Profile)
+	}
+	md := h.Markdown()
+	for _, want := range []string{"## Machine", "## Figures", "publish limit", "peak RSS", "polling relay", "idle database"} {
+		if !strings.Contains(md, want) {
+			t.Errorf("report lacks %q", want)
+		}
+	}
+	t.Log("\n" + h.Table())
+}

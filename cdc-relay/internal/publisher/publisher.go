@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"sync"
 	"time"
 
@@ -65,12 +66,16 @@ type Publisher struct {
 	closed   chan *amqp.Error // connection closed
 	chClosed chan *amqp.Error // channel closed (a channel error such as 404 or 406)
 
-	mu     sync.Mutex
-	flight map[uint64]flight // by delivery tag
-	byID   map[string]uint64 // delivery tag by message id, to place returns
+	mu sync.Mutex
+	// flight records the unconfirmed messages by delivery tag modulo the
+	// window: amqp091 hands confirms over in publishing order (its confirms
+	// type resequences them), so the tags in flight are one contiguous run
+	// no longer than the window and never share a place.
+	flight []flight
 }
 
 type flight struct {
+	tag       uint64
 	id, key   string
 	at        time.Time
 	committed time.Time
@@ -83,9 +88,7 @@ func Dial(ctx context.Context, url, exchange string, window int, log *slog.Logge
 		Heartbeat:  10 * time.Second,
 		Locale:     "en_US",
 		Properties: amqp.Table{"connection_name": "cdc-relay"},
-		// DefaultDial also bounds the AMQP handshake, so a broker that
-		// accepts TCP but never answers does not hold the relay.
-		Dial: amqp.DefaultDial(10 * time.Second),
+		Dial:       dial,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("connect to broker: %w", err)
@@ -96,6 +99,17 @@ func Dial(ctx context.Context, url, exchange string, window int, log *slog.Logge
 		return nil, err
 	}
 	return p, nil
+}
+
+// dial connects like amqp.DefaultDial, which also bounds the AMQP handshake
+// (a broker that accepts TCP but never answers does not hold the relay), and
+// corks the connection.
+func dial(network, addr string) (net.Conn, error) {
+	c, err := amqp.DefaultDial(10*time.Second)(network, addr)
+	if err != nil {
+		return nil, err
+	}
+	return cork(c), nil
 }
 
 func open(conn *amqp.Connection, exchange string, window int, log *slog.Logger) (*Publisher, error) {
@@ -124,8 +138,7 @@ func open(conn *amqp.Connection, exchange string, window int, log *slog.Logger) 
 		returns:  ch.NotifyReturn(make(chan amqp.Return)),
 		closed:   conn.NotifyClose(make(chan *amqp.Error, 1)),
 		chClosed: ch.NotifyClose(make(chan *amqp.Error, 1)),
-		flight:   make(map[uint64]flight, window),
-		byID:     make(map[string]uint64, window),
+		flight:   make([]flight, window),
 	}
 	return p, nil
 }
@@ -166,10 +179,24 @@ func (p *Publisher) Publish(ctx context.Context, key string, msg amqp.Publishing
 		<-p.slots
 		return 0, fmt.Errorf("publish message %s: %w", msg.MessageId, err)
 	}
-	p.flight[dc.DeliveryTag] = flight{id: msg.MessageId, key: key, at: now, committed: committed}
-	p.byID[msg.MessageId] = dc.DeliveryTag
+	p.flight[p.slot(dc.DeliveryTag)] = flight{tag: dc.DeliveryTag, id: msg.MessageId, key: key, at: now, committed: committed}
 	p.mu.Unlock()
 	return dc.DeliveryTag, nil
+}
+
+func (p *Publisher) slot(tag uint64) int { return int(tag % uint64(len(p.flight))) }
+
+// tagOf finds the delivery tag of an unconfirmed message (returns are rare:
+// a scan of the window is cheaper than an index kept for every message).
+func (p *Publisher) tagOf(id string) uint64 {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, f := range p.flight {
+		if f.id == id && f.tag != 0 {
+			return f.tag
+		}
+	}
+	return 0
 }
 
 // InFlight is the number of unconfirmed messages.
@@ -188,9 +215,7 @@ func (p *Publisher) Confirms(ctx context.Context, h Handler) error {
 			if !ok {
 				return fmt.Errorf("%w: return channel closed", ErrClosed)
 			}
-			p.mu.Lock()
-			tag := p.byID[r.MessageId]
-			p.mu.Unlock()
+			tag := p.tagOf(r.MessageId)
 			f := &Failure{Err: ErrUnroutable, Tag: tag, MessageID: r.MessageId, RoutingKey: r.RoutingKey,
 				Reason: fmt.Sprintf("%d %s: no queue is bound to exchange %q with a matching key", r.ReplyCode, r.ReplyText, r.Exchange)}
 			h.Failed(f)
@@ -200,9 +225,8 @@ func (p *Publisher) Confirms(ctx context.Context, h Handler) error {
 				return fmt.Errorf("%w: confirm channel closed", ErrClosed)
 			}
 			p.mu.Lock()
-			fl := p.flight[c.DeliveryTag]
-			delete(p.flight, c.DeliveryTag)
-			delete(p.byID, fl.id)
+			fl := p.flight[p.slot(c.DeliveryTag)]
+			p.flight[p.slot(c.DeliveryTag)] = flight{}
 			p.mu.Unlock()
 			<-p.slots
 			if !c.Ack {

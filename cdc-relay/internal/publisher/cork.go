@@ -1,0 +1,72 @@
+package publisher
+
+import (
+	"bufio"
+	"net"
+	"sync"
+	"time"
+)
+
+// corkDelay is the longest a frame waits in corkedConn before it is sent.
+const corkDelay = 250 * time.Microsecond
+
+// corkedConn gathers the broker connection's writes for up to corkDelay.
+// amqp091 flushes its own buffer after every publish, so a drain at a few
+// thousand messages a second paid one write(2) per message, the largest
+// single item in the relay's CPU profile. Corked, a burst of publishes
+// leaves in a few large writes, for at most corkDelay of added latency.
+// Heartbeats and the handshake go through the same timer.
+type corkedConn struct {
+	net.Conn
+
+	mu    sync.Mutex
+	w     *bufio.Writer
+	timer *time.Timer
+	armed bool
+	err   error // of a timer flush, returned by the next Write
+}
+
+func cork(c net.Conn) *corkedConn {
+	cc := &corkedConn{Conn: c, w: bufio.NewWriterSize(c, 64<<10)}
+	cc.timer = time.AfterFunc(time.Hour, cc.flushTimer)
+	cc.timer.Stop()
+	return cc
+}
+
+func (c *corkedConn) Write(p []byte) (int, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.err != nil {
+		return 0, c.err
+	}
+	n, err := c.w.Write(p) // writes through once the buffer is full
+	if err != nil {
+		c.err = err
+		return n, err
+	}
+	if !c.armed && c.w.Buffered() > 0 {
+		c.armed = true
+		c.timer.Reset(corkDelay)
+	}
+	return n, nil
+}
+
+func (c *corkedConn) flushTimer() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.armed = false
+	if c.err == nil {
+		c.err = c.w.Flush()
+	}
+}
+
+// Close sends what is buffered, then closes.
+func (c *corkedConn) Close() error {
+	c.mu.Lock()
+	c.timer.Stop()
+	if c.err == nil {
+		c.err = c.w.Flush()
+	}
+	c.mu.Unlock()
+	return c.Conn.Close()
+}

@@ -40,6 +40,7 @@ demo:
 	compose) echo "make demo: a Docker engine answers: starting the compose demo"; \
 		$(DEMO_COMPOSE) up --build --detach --wait && \
 		printf '%s\n' '' 'The saga demo runs in Docker compose.' \
+		'  Dashboard          http://localhost:8080/' \
 		'  API (Kong)         http://localhost:8080  (/order/api/v1/orders/, /stock/api/v1/stocks/, /payment/api/v1/payments/)' \
 		'  Relay status       http://localhost:8080/relays/order/status  (also stock, payment)' \
 		'  Kong Admin         http://localhost:8081  Kong Manager http://localhost:8082' \
@@ -86,6 +87,6 @@ helm-test: helm
 	SAGA_HELM="$(HELM)" $(GO) test -count=1 -run 'Helm|Chart' ./tests/deploy/
 
 images:
-	for t in order stock payment cdc-relay gateway; do \
+	for t in order stock payment cdc-relay gateway dashboard; do \
 		docker build -f deploy/docker/Dockerfile --target "$$t" -t "$(IMAGE_PREFIX)/$$t:$(IMAGE_TAG)" . || exit 1; \
 	done

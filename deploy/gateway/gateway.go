@@ -1,7 +1,8 @@
 // Package gateway is the demo's API gateway for machines without Docker: a
 // small reverse proxy that serves the three saga services under /order,
 // /stock and /payment the way the seed's Kong does (design §5), and each
-// relay's /status under /relays/<name>/status for a dashboard.
+// relay's /status under /relays/<name>/status, and the saga dashboard page
+// (package deploy/dashboard) at /dashboard/, with / redirecting to it.
 //
 // It copies the behaviour of the seed's Kong configuration
 // (docker/kong/config/kong.yaml, kept as deploy/kong/kong.yaml):
@@ -53,6 +54,10 @@ type Config struct {
 	Relays map[string]*url.URL
 	// CORS is the cors plugin's configuration; the zero value turns CORS off.
 	CORS CORS
+	// Dashboard, when set, serves "/", "/dashboard" and everything below
+	// "/dashboard/" (the dashboard page, dashboard.Handler); nil leaves
+	// those paths to the 404.
+	Dashboard http.Handler
 	// Logger gets one line per request at debug level and upstream errors at
 	// warn level.
 	Logger *slog.Logger
@@ -67,6 +72,9 @@ func (c Config) Validate() error {
 		}
 		if r.Prefix == relaysPrefix || strings.HasPrefix(r.Prefix, relaysPrefix+"/") {
 			return fmt.Errorf("route prefix %q: %s is reserved for the relays' status", r.Prefix, relaysPrefix)
+		}
+		if c.Dashboard != nil && (r.Prefix == dashboardPrefix || strings.HasPrefix(r.Prefix, dashboardPrefix+"/")) {
+			return fmt.Errorf("route prefix %q: %s is reserved for the dashboard", r.Prefix, dashboardPrefix)
 		}
 		if seen[r.Prefix] {
 			return fmt.Errorf("route prefix %q is listed twice", r.Prefix)
@@ -94,7 +102,10 @@ func checkUpstream(u *url.URL) error {
 	return nil
 }
 
-const relaysPrefix = "/relays"
+const (
+	relaysPrefix    = "/relays"
+	dashboardPrefix = "/dashboard"
+)
 
 // New returns the gateway's handler.
 func New(cfg Config) (http.Handler, error) {
@@ -105,7 +116,7 @@ func New(cfg Config) (http.Handler, error) {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	g := &gateway{cors: cfg.CORS, logger: logger, relays: map[string]*httputil.ReverseProxy{}}
+	g := &gateway{cors: cfg.CORS, logger: logger, relays: map[string]*httputil.ReverseProxy{}, dashboard: cfg.Dashboard}
 	for _, r := range cfg.Routes {
 		g.routes = append(g.routes, route{prefix: r.Prefix, proxy: g.proxy(r.Upstream, "")})
 	}
@@ -128,6 +139,7 @@ type gateway struct {
 	routes     []route
 	relays     map[string]*httputil.ReverseProxy
 	relayNames []string
+	dashboard  http.Handler
 	cors       CORS
 	logger     *slog.Logger
 }
@@ -154,6 +166,12 @@ func (g *gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if rest, ok := matchPrefix(path, relaysPrefix); ok {
 		g.serveRelay(rw, r, rest)
 		return
+	}
+	if g.dashboard != nil {
+		if _, ok := matchPrefix(path, dashboardPrefix); ok || path == "/" {
+			g.dashboard.ServeHTTP(rw, r)
+			return
+		}
 	}
 	for _, rt := range g.routes {
 		rest, ok := matchPrefix(path, rt.prefix)

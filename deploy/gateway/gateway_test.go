@@ -212,3 +212,33 @@ func TestParseTargets(t *testing.T) {
 		t.Errorf("Routes = %+v", r)
 	}
 }
+
+func TestDashboardIsMounted(t *testing.T) {
+	up := upstream(t)
+	page := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.WriteString(w, "page "+r.URL.Path)
+	})
+	h, err := New(Config{Routes: []Route{{Prefix: "/order", Upstream: up}}, Dashboard: page, CORS: SeedCORS()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, target := range []string{"/", "/dashboard", "/dashboard/", "/dashboard/app.js"} {
+		rec := do(h, http.MethodGet, target, nil)
+		if rec.Code != http.StatusOK || rec.Body.String() != "page "+target {
+			t.Errorf("GET %s: %d %q, want the dashboard", target, rec.Code, rec.Body.String())
+		}
+	}
+	// Everything else is routed as before.
+	if rec := do(h, http.MethodGet, "/dashboards", nil); rec.Code != http.StatusNotFound {
+		t.Errorf("GET /dashboards: %d, want 404", rec.Code)
+	}
+	if rec := do(h, http.MethodGet, "/order/x", nil); body(t, rec)["path"] != "/x" {
+		t.Errorf("GET /order/x: %s", rec.Body.String())
+	}
+	if _, err := New(Config{Routes: []Route{{Prefix: "/dashboard", Upstream: up}}, Dashboard: page}); err == nil {
+		t.Error("a route /dashboard beside the dashboard: nil error")
+	}
+	if _, err := New(Config{Routes: []Route{{Prefix: "/dashboard", Upstream: up}}}); err != nil {
+		t.Errorf("a route /dashboard without the dashboard: %v", err)
+	}
+}

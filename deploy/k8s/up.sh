@@ -49,10 +49,10 @@ until kubectl get statefulset rabbitmq-server >/dev/null 2>&1; do sleep 2; done
 kubectl rollout status statefulset/rabbitmq-server --timeout=10m
 
 step "images (tag $TAG)"
-for t in order stock payment cdc-relay; do
+for t in order stock payment cdc-relay dashboard; do
 	docker build -f "$ROOT/deploy/docker/Dockerfile" --target "$t" -t "saga/$t:$TAG" "$ROOT"
 done
-k3d image import -c "$CLUSTER" saga/order:"$TAG" saga/stock:"$TAG" saga/payment:"$TAG" saga/cdc-relay:"$TAG"
+k3d image import -c "$CLUSTER" saga/order:"$TAG" saga/stock:"$TAG" saga/payment:"$TAG" saga/cdc-relay:"$TAG" saga/dashboard:"$TAG"
 
 step "saga services"
 for svc in order stock payment; do
@@ -61,10 +61,12 @@ for svc in order stock payment; do
 	helm upgrade --install "$svc" "$ROOT/deploy/helm/saga" -f "$K8S/services/$svc/values.yaml" \
 		--set relay.mode="$mode" --set image.tag="$TAG" --set relay.image.tag="$TAG" --wait --timeout 10m
 done
+helm upgrade --install dashboard "$ROOT/deploy/helm/dashboard" --set image.tag="$TAG" --wait --timeout 5m
 
 cat <<MSG
 
 The saga runs on k3d cluster $CLUSTER.
+  Dashboard      http://localhost:8080/
   API (Kong)     http://localhost:8080/order/api/v1/orders/  /stock/api/v1/stocks/  /payment/api/v1/payments/
   Relay status   http://localhost:8080/relays/order/status  (also stock, payment)
   RabbitMQ UI    kubectl port-forward svc/rabbitmq 15672  ->  http://localhost:15672 (guest/guest)

@@ -19,7 +19,8 @@
 #   relay-order :9401, relay-stock :9402, relay-payment :9403
 #                                                  one cdc-relay per database, slot <name>_<service>
 #   gateway :8080                                  /order /stock /payment, like the seed's Kong,
-#                                                  and /relays/<service>/status
+#                                                  /relays/<service>/status, and the dashboard
+#                                                  at /dashboard/ (/ redirects to it)
 #
 # Everything lives in the state directory (.demo/ by default): bin/ the
 # binaries, run/ the pid files, log/ one log per process. `down` stops the
@@ -247,6 +248,7 @@ print_urls() {
 
 The saga demo runs (state in $STATE, logs in $LOG).
 
+  Dashboard          http://localhost:8080/
   API (gateway)      http://localhost:8080
     orders           http://localhost:8080/order/api/v1/orders/
     stocks           http://localhost:8080/stock/api/v1/stocks/

@@ -293,7 +293,7 @@ func TestKongConfigMatchesCompose(t *testing.T) {
 			continue
 		}
 		env := envMap(target)
-		addr := env["HTTP_ADDR"] + env["CDC_RELAY_HTTP_ADDR"]
+		addr := env["HTTP_ADDR"] + env["CDC_RELAY_HTTP_ADDR"] + env["DASHBOARD_ADDR"]
 		if !strings.HasSuffix(addr, ":"+u.Port()) {
 			t.Errorf("kong service %s: upstream port %s, but %s listens on %q", ks.str("name"), u.Port(), u.Hostname(), addr)
 		}
@@ -303,7 +303,8 @@ func TestKongConfigMatchesCompose(t *testing.T) {
 			}
 		}
 	}
-	for _, p := range []string{"/order", "/stock", "/payment", "/relays/order/status", "/relays/stock/status", "/relays/payment/status"} {
+	for _, p := range []string{"/order", "/stock", "/payment", "/relays/order/status", "/relays/stock/status", "/relays/payment/status",
+		"/dashboard", "~^/$"} {
 		if _, ok := paths[p]; !ok {
 			t.Errorf("kong.yaml has no route %s", p)
 		}
@@ -316,4 +317,22 @@ func TestKongConfigMatchesCompose(t *testing.T) {
 	if !slices.Contains(services["kong"].list("volumes"), any("../kong/kong.yaml:/opt/kong/kong.yaml:ro")) {
 		t.Errorf("kong does not mount deploy/kong/kong.yaml: %v", services["kong"].list("volumes"))
 	}
+}
+
+// TestComposeDashboard: the dashboard container listens where its
+// healthcheck probes and Kong waits for it.
+func TestComposeDashboard(t *testing.T) {
+	_, services := loadCompose(t)
+	d, ok := services["dashboard"]
+	if !ok {
+		t.Fatal("compose.yaml has no dashboard service")
+	}
+	if d.str("build", "target") != "dashboard" {
+		t.Errorf("dashboard builds target %q", d.str("build", "target"))
+	}
+	_, port, _ := strings.Cut(envMap(d)["DASHBOARD_ADDR"], ":")
+	if port == "" || !strings.Contains(fmt.Sprint(d.get("healthcheck", "test")), "127.0.0.1:"+port+"/") {
+		t.Errorf("dashboard: DASHBOARD_ADDR port %q, healthcheck %v", port, d.get("healthcheck", "test"))
+	}
+	checkDep(t, services["kong"], "kong", "dashboard", "service_healthy")
 }

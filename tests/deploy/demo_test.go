@@ -31,71 +31,8 @@ var demoPorts = []int{8000, 8001, 8002, 8080, 9401, 9402, 9403}
 // The demo gets a random name, so its databases, slots, exchange and queues
 // are its own; the test drops them all at the end.
 func TestDemoEndToEnd(t *testing.T) {
-	if testing.Short() {
-		t.Skip("-short: the demo test starts Postgres, RabbitMQ and seven processes")
-	}
-	if runtime.GOOS != "linux" {
-		t.Skip("deploy/local/demo.sh runs on Linux (Debian)")
-	}
-	var busy []string
-	for _, p := range demoPorts {
-		if c, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", p), time.Second); err == nil {
-			c.Close()
-			busy = append(busy, fmt.Sprint(p))
-		}
-	}
-	if len(busy) > 0 {
-		t.Fatalf("the demo's ports are in use: %s. This test needs 8000-8002, 8080 and 9401-9403 free: "+
-			"stop a running demo with `make demo-down`, or find the owner with `ss -ltnp`", strings.Join(busy, ", "))
-	}
-
-	root := repoRoot(t)
-	var rnd [4]byte
-	_, _ = rand.Read(rnd[:])
-	name := "sagademo_" + hex.EncodeToString(rnd[:])
-	state := t.TempDir()
-	env := append(os.Environ(), "SAGA_DEMO_MODE=local", "SAGA_DEMO_NAME="+name, "SAGA_DEMO_DIR="+state)
-	if pg, mq := os.Getenv("SAGA_TEST_PG_URL"), os.Getenv("SAGA_TEST_AMQP_URL"); pg != "" && mq != "" {
-		env = append(env, "SAGA_DEMO_PG_URL="+pg, "SAGA_DEMO_AMQP_URL="+mq)
-	}
-
-	// The servers the demo will use (this runs ensure-services.sh when the
-	// variables are unset), for the cleanup.
-	out, err := command(root, env, "bash", "deploy/local/demo.sh", "env")
-	if err != nil {
-		t.Fatalf("demo.sh env: %v\n%s", err, out)
-	}
-	settings := parseExports(string(out))
-	pgURL, amqpURL := settings["SAGA_DEMO_PG_URL"], settings["SAGA_DEMO_AMQP_URL"]
-	if pgURL == "" || amqpURL == "" {
-		t.Fatalf("demo.sh env printed no server URLs:\n%s", out)
-	}
-	env = append(env, "SAGA_DEMO_PG_URL="+pgURL, "SAGA_DEMO_AMQP_URL="+amqpURL)
-
-	makeArgs := demoMakeArgs(t, root)
-	t.Cleanup(func() {
-		if t.Failed() {
-			dumpLogs(t, filepath.Join(state, "log"))
-		}
-		if out, err := command(root, env, "make", append(makeArgs, "demo-down")...); err != nil {
-			t.Errorf("make demo-down: %v\n%s", err, out)
-		}
-		for _, p := range demoPorts {
-			if c, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", p), time.Second); err == nil {
-				c.Close()
-				t.Errorf("port %d still answers after make demo-down", p)
-			}
-		}
-		dropDemo(t, pgURL, amqpURL, name)
-	})
-
-	start := time.Now()
-	if out, err := command(root, env, "make", append(makeArgs, "demo")...); err != nil {
-		t.Fatalf("make demo: %v\n%s", err, out)
-	} else if !strings.Contains(string(out), "http://localhost:8080") {
-		t.Errorf("make demo did not print the gateway URL:\n%s", out)
-	}
-	t.Logf("make demo took %s", time.Since(start).Round(time.Second))
+	d := startDemo(t)
+	name, start := d.name, d.started
 
 	client := &http.Client{Timeout: 10 * time.Second}
 	const gw = "http://127.0.0.1:8080"
@@ -178,6 +115,91 @@ func TestDemoEndToEnd(t *testing.T) {
 			t.Errorf("/relays/%s/status: %s", r, raw)
 		}
 	}
+}
+
+// demo is a local demo (deploy/local/demo.sh) started by startDemo.
+type demo struct {
+	// name prefixes its databases and slots, and names its exchange.
+	name string
+	// started is when `make demo` began.
+	started time.Time
+}
+
+// startDemo runs `make demo` without Docker under a random demo name, and
+// registers `make demo-down` and the removal of everything the demo made
+// (databases, slots, queues, exchange) as the test's cleanup. It skips in
+// -short mode and off Linux, and fails when a demo port is taken.
+//
+// The demo listens on fixed ports, so the tests that call it must not run in
+// parallel: they live in this package, and none calls t.Parallel.
+func startDemo(t *testing.T) *demo {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("-short: the demo test starts Postgres, RabbitMQ and seven processes")
+	}
+	if runtime.GOOS != "linux" {
+		t.Skip("deploy/local/demo.sh runs on Linux (Debian)")
+	}
+	var busy []string
+	for _, p := range demoPorts {
+		if c, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", p), time.Second); err == nil {
+			c.Close()
+			busy = append(busy, fmt.Sprint(p))
+		}
+	}
+	if len(busy) > 0 {
+		t.Fatalf("the demo's ports are in use: %s. This test needs 8000-8002, 8080 and 9401-9403 free: "+
+			"stop a running demo with `make demo-down`, or find the owner with `ss -ltnp`", strings.Join(busy, ", "))
+	}
+
+	root := repoRoot(t)
+	var rnd [4]byte
+	_, _ = rand.Read(rnd[:])
+	name := "sagademo_" + hex.EncodeToString(rnd[:])
+	state := t.TempDir()
+	env := append(os.Environ(), "SAGA_DEMO_MODE=local", "SAGA_DEMO_NAME="+name, "SAGA_DEMO_DIR="+state)
+	if pg, mq := os.Getenv("SAGA_TEST_PG_URL"), os.Getenv("SAGA_TEST_AMQP_URL"); pg != "" && mq != "" {
+		env = append(env, "SAGA_DEMO_PG_URL="+pg, "SAGA_DEMO_AMQP_URL="+mq)
+	}
+
+	// The servers the demo will use (this runs ensure-services.sh when the
+	// variables are unset), for the cleanup.
+	out, err := command(root, env, "bash", "deploy/local/demo.sh", "env")
+	if err != nil {
+		t.Fatalf("demo.sh env: %v\n%s", err, out)
+	}
+	settings := parseExports(string(out))
+	pgURL, amqpURL := settings["SAGA_DEMO_PG_URL"], settings["SAGA_DEMO_AMQP_URL"]
+	if pgURL == "" || amqpURL == "" {
+		t.Fatalf("demo.sh env printed no server URLs:\n%s", out)
+	}
+	env = append(env, "SAGA_DEMO_PG_URL="+pgURL, "SAGA_DEMO_AMQP_URL="+amqpURL)
+
+	makeArgs := demoMakeArgs(t, root)
+	t.Cleanup(func() {
+		if t.Failed() {
+			dumpLogs(t, filepath.Join(state, "log"))
+		}
+		if out, err := command(root, env, "make", append(makeArgs, "demo-down")...); err != nil {
+			t.Errorf("make demo-down: %v\n%s", err, out)
+		}
+		for _, p := range demoPorts {
+			if c, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", p), time.Second); err == nil {
+				c.Close()
+				t.Errorf("port %d still answers after make demo-down", p)
+			}
+		}
+		dropDemo(t, pgURL, amqpURL, name)
+	})
+
+	start := time.Now()
+	if out, err := command(root, env, "make", append(makeArgs, "demo")...); err != nil {
+		t.Fatalf("make demo: %v\n%s", err, out)
+	} else if !strings.Contains(string(out), "http://localhost:8080") {
+		t.Errorf("make demo did not print the gateway URL:\n%s", out)
+	}
+	t.Logf("make demo took %s", time.Since(start).Round(time.Second))
+	return &demo{name: name, started: start}
 }
 
 // demoMakeArgs runs the demo targets through the Makefile when it includes

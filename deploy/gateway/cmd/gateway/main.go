@@ -1,12 +1,14 @@
 // Command gateway is the API gateway of the demo without Docker (make demo):
 // /order, /stock and /payment to the three services with the prefix
 // stripped and the seed's CORS, like the seed's Kong, and
-// /relays/<name>/status to each relay. See package gateway.
+// /relays/<name>/status to each relay, and the saga dashboard page at
+// /dashboard/ (/ redirects to it). See packages gateway and dashboard.
 //
-//	gateway [-addr :8080] [-routes name=url,...] [-relays name=url,...] [-cors=true]
+//	gateway [-addr :8080] [-routes name=url,...] [-relays name=url,...] [-cors=true] [-dashboard=true]
 //
 // Each flag has an environment variable that it overrides: GATEWAY_ADDR,
-// GATEWAY_ROUTES, GATEWAY_RELAYS, GATEWAY_CORS, and LOG_LEVEL.
+// GATEWAY_ROUTES, GATEWAY_RELAYS, GATEWAY_CORS, GATEWAY_DASHBOARD, and
+// LOG_LEVEL.
 package main
 
 import (
@@ -25,6 +27,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/saga-cdc/saga/deploy/dashboard"
 	"github.com/saga-cdc/saga/deploy/gateway"
 )
 
@@ -63,6 +66,11 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		return fmt.Errorf("GATEWAY_CORS: %q is not a boolean", getenv("GATEWAY_CORS"))
 	}
 	cors := fs.Bool("cors", corsDefault, "add the seed's Kong CORS headers and answer preflights (GATEWAY_CORS)")
+	dashDefault, err := strconv.ParseBool(envOr(getenv, "GATEWAY_DASHBOARD", "true"))
+	if err != nil {
+		return fmt.Errorf("GATEWAY_DASHBOARD: %q is not a boolean", getenv("GATEWAY_DASHBOARD"))
+	}
+	dash := fs.Bool("dashboard", dashDefault, "serve the saga dashboard at /dashboard/, and redirect / to it (GATEWAY_DASHBOARD)")
 	level := fs.String("log-level", envOr(getenv, "LOG_LEVEL", "info"), "debug, info, warn or error (LOG_LEVEL)")
 	if len(args) > 0 {
 		args = args[1:]
@@ -92,6 +100,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	if *cors {
 		cfg.CORS = gateway.SeedCORS()
 	}
+	if *dash {
+		cfg.Dashboard = dashboard.Handler()
+	}
 	handler, err := gateway.New(cfg)
 	if err != nil {
 		return err
@@ -103,7 +114,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		return fmt.Errorf("listen on %s: %w", *addr, err)
 	}
 	srv := &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second}
-	logger.Info("gateway listening", "addr", ln.Addr().String(), "routes", *routes, "relays", *relays, "cors", *cors)
+	logger.Info("gateway listening", "addr", ln.Addr().String(), "routes", *routes, "relays", *relays, "cors", *cors, "dashboard", *dash)
 
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()

@@ -138,6 +138,9 @@ func TestSagas(t *testing.T) {
 		require.Eventually(t, func() bool { return ended(s.State(t), next.OrderID) }, deadline, 20*time.Millisecond)
 		assert.Equal(t, "payment_confirmed", s.State(t).Orders[next.OrderID].Status)
 	})
+
+	// Last: it places an order of its own.
+	t.Run("responses match docs/openapi.yaml", func(t *testing.T) { checkResponses(t, s) })
 }
 
 // countKeys is how many of msgs the named service consumes.

@@ -15,7 +15,9 @@ const corkDelay = 250 * time.Microsecond
 // thousand messages a second paid one write(2) per message, the largest
 // single item in the relay's CPU profile. Corked, a burst of publishes
 // leaves in a few large writes, for at most corkDelay of added latency.
-// Heartbeats and the handshake go through the same timer.
+// A write that comes after a quiet spell of corkDelay goes out at once, so
+// a trickle of messages (the common case) waits for nothing; heartbeats and
+// the handshake go through the same rule.
 type corkedConn struct {
 	net.Conn
 
@@ -23,7 +25,8 @@ type corkedConn struct {
 	w     *bufio.Writer
 	timer *time.Timer
 	armed bool
-	err   error // of a timer flush, returned by the next Write
+	last  time.Time // of the last write(2)
+	err   error     // of a timer flush, returned by the next Write
 }
 
 func cork(c net.Conn) *corkedConn {
@@ -44,6 +47,13 @@ func (c *corkedConn) Write(p []byte) (int, error) {
 		c.err = err
 		return n, err
 	}
+	if now := time.Now(); !c.armed && now.Sub(c.last) >= corkDelay {
+		c.last = now
+		if c.err = c.w.Flush(); c.err != nil {
+			return n, c.err
+		}
+		return n, nil
+	}
 	if !c.armed && c.w.Buffered() > 0 {
 		c.armed = true
 		c.timer.Reset(corkDelay)
@@ -55,6 +65,7 @@ func (c *corkedConn) flushTimer() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.armed = false
+	c.last = time.Now()
 	if c.err == nil {
 		c.err = c.w.Flush()
 	}

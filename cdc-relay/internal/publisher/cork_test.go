@@ -1,0 +1,82 @@
+package publisher
+
+import (
+	"bytes"
+	"errors"
+	"net"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// recConn records the writes that reach the socket.
+type recConn struct {
+	net.Conn
+	mu     sync.Mutex
+	writes [][]byte
+	fail   error
+	closed bool
+}
+
+func (r *recConn) Write(p []byte) (int, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.fail != nil {
+		return 0, r.fail
+	}
+	r.writes = append(r.writes, bytes.Clone(p))
+	return len(p), nil
+}
+
+func (r *recConn) Close() error { r.closed = true; return nil }
+
+func (r *recConn) snapshot() [][]byte {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([][]byte(nil), r.writes...)
+}
+
+func TestCorkedConn(t *testing.T) {
+	t.Run("a write after a quiet spell goes out at once", func(t *testing.T) {
+		rc := &recConn{}
+		c := cork(rc)
+		_, err := c.Write([]byte("a"))
+		require.NoError(t, err)
+		assert.Equal(t, [][]byte{[]byte("a")}, rc.snapshot())
+	})
+	t.Run("a burst leaves in one write within the delay", func(t *testing.T) {
+		rc := &recConn{}
+		c := cork(rc)
+		for _, s := range []string{"a", "b", "c", "d"} {
+			_, err := c.Write([]byte(s))
+			require.NoError(t, err)
+		}
+		require.Eventually(t, func() bool { return len(rc.snapshot()) == 2 }, time.Second, time.Millisecond)
+		assert.Equal(t, [][]byte{[]byte("a"), []byte("bcd")}, rc.snapshot())
+	})
+	t.Run("a failed timer flush is returned by the next write", func(t *testing.T) {
+		rc := &recConn{}
+		c := cork(rc)
+		_, _ = c.Write([]byte("a"))
+		rc.mu.Lock()
+		rc.fail = errors.New("broken pipe")
+		rc.mu.Unlock()
+		_, _ = c.Write([]byte("b")) // corked: the timer's flush fails
+		require.Eventually(t, func() bool {
+			_, err := c.Write([]byte("c"))
+			return err != nil && err.Error() == "broken pipe"
+		}, time.Second, time.Millisecond)
+	})
+	t.Run("close sends what is buffered", func(t *testing.T) {
+		rc := &recConn{}
+		c := cork(rc)
+		_, _ = c.Write([]byte("a"))
+		_, _ = c.Write([]byte("b"))
+		require.NoError(t, c.Close())
+		assert.True(t, rc.closed)
+		assert.Equal(t, [][]byte{[]byte("a"), []byte("b")}, rc.snapshot())
+	})
+}

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"log/slog"
 	"sync"
 	"time"
 
@@ -149,7 +148,7 @@ func replayRows(ctx context.Context, conn *pgx.Conn, o options, r *Replayed, std
 	}
 	source := outbox.Source(db, o.table.String())
 
-	pub, err := publisher.Dial(ctx, o.amqpURL, o.exchange, o.maxInFlight, slog.New(slog.DiscardHandler))
+	pub, err := publisher.Dial(ctx, o.amqpURL, o.exchange, o.maxInFlight)
 	if err != nil {
 		return fmt.Errorf("replay: %w", err)
 	}

@@ -27,10 +27,11 @@ type corkedConn struct {
 	armed bool
 	last  time.Time // of the last write(2)
 	err   error     // of a timer flush, returned by the next Write
+	now   func() time.Time
 }
 
 func cork(c net.Conn) *corkedConn {
-	cc := &corkedConn{Conn: c, w: bufio.NewWriterSize(c, 64<<10)}
+	cc := &corkedConn{Conn: c, w: bufio.NewWriterSize(c, 64<<10), now: time.Now}
 	cc.timer = time.AfterFunc(time.Hour, cc.flushTimer)
 	cc.timer.Stop()
 	return cc
@@ -47,7 +48,7 @@ func (c *corkedConn) Write(p []byte) (int, error) {
 		c.err = err
 		return n, err
 	}
-	if now := time.Now(); !c.armed && now.Sub(c.last) >= corkDelay {
+	if now := c.now(); !c.armed && now.Sub(c.last) >= corkDelay {
 		c.last = now
 		if c.err = c.w.Flush(); c.err != nil {
 			return n, c.err
@@ -65,7 +66,7 @@ func (c *corkedConn) flushTimer() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.armed = false
-	c.last = time.Now()
+	c.last = c.now()
 	if c.err == nil {
 		c.err = c.w.Flush()
 	}

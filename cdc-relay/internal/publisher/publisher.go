@@ -9,7 +9,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"log/slog"
 	"net"
 	"sync"
 	"time"
@@ -58,7 +57,6 @@ type Publisher struct {
 	conn     *amqp.Connection
 	ch       *amqp.Channel
 	exchange string
-	log      *slog.Logger
 
 	slots    chan struct{} // the window: one token per unconfirmed message
 	confirms chan amqp.Confirmation
@@ -83,7 +81,10 @@ type flight struct {
 
 // Dial connects, opens a confirm-mode channel and declares exchange as a
 // durable topic exchange (idempotent when it exists with those arguments).
-func Dial(ctx context.Context, url, exchange string, window int, log *slog.Logger) (*Publisher, error) {
+func Dial(ctx context.Context, url, exchange string, window int) (*Publisher, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
 	conn, err := amqp.DialConfig(url, amqp.Config{
 		Heartbeat:  10 * time.Second,
 		Locale:     "en_US",
@@ -93,7 +94,7 @@ func Dial(ctx context.Context, url, exchange string, window int, log *slog.Logge
 	if err != nil {
 		return nil, fmt.Errorf("connect to broker: %w", err)
 	}
-	p, err := open(conn, exchange, window, log)
+	p, err := open(conn, exchange, window)
 	if err != nil {
 		_ = conn.Close()
 		return nil, err
@@ -112,7 +113,7 @@ func dial(network, addr string) (net.Conn, error) {
 	return cork(c), nil
 }
 
-func open(conn *amqp.Connection, exchange string, window int, log *slog.Logger) (*Publisher, error) {
+func open(conn *amqp.Connection, exchange string, window int) (*Publisher, error) {
 	ch, err := conn.Channel()
 	if err != nil {
 		return nil, fmt.Errorf("open broker channel: %w", err)
@@ -127,7 +128,6 @@ func open(conn *amqp.Connection, exchange string, window int, log *slog.Logger) 
 		conn:     conn,
 		ch:       ch,
 		exchange: exchange,
-		log:      log,
 		slots:    make(chan struct{}, window),
 		// The library blocks its reader until a confirm is taken, so the
 		// buffer holds a whole window.

@@ -18,6 +18,7 @@ import (
 	"github.com/saga-cdc/saga/cdc-relay/internal/checkpoint"
 	"github.com/saga-cdc/saga/cdc-relay/internal/config"
 	"github.com/saga-cdc/saga/cdc-relay/internal/logkey"
+	"github.com/saga-cdc/saga/cdc-relay/internal/outbox"
 	"github.com/saga-cdc/saga/cdc-relay/internal/publisher"
 	"github.com/saga-cdc/saga/cdc-relay/internal/replication"
 )
@@ -197,7 +198,7 @@ func (r *Relay) session(ctx context.Context) error {
 	defer stream.Close(context.WithoutCancel(ctx))
 
 	r.st.set(PhaseStarting, "connecting to the broker")
-	pub, err := publisher.Dial(ctx, r.cfg.AMQPURL, r.cfg.Exchange, r.cfg.MaxInFlight, r.log)
+	pub, err := publisher.Dial(ctx, r.cfg.AMQPURL, r.cfg.Exchange, r.cfg.MaxInFlight)
 	if err != nil {
 		return brokerError{err}
 	}
@@ -215,7 +216,7 @@ func (r *Relay) session(ctx context.Context) error {
 		tracker:   tracker,
 		source:    "/cdc-relay/" + slot.Database + "/" + r.cfg.Table.String(),
 		drain:     r.opts.DrainTimeout,
-		relations: map[uint32]*relation{},
+		relations: map[uint32]*outbox.Layout{},
 		sentFlush: slot.ConfirmedFlush,
 	}
 	r.st.session(tracker, pub.Open, r.cfg.HeartbeatInterval)

@@ -40,7 +40,9 @@ type session struct {
 	source  string
 	drain   time.Duration
 
-	relations map[uint32]*relation
+	// relations maps the relations seen in the stream to their outbox
+	// layout: nil for every table but the outbox.
+	relations map[uint32]*outbox.Layout
 	xid       uint32
 	committed time.Time // commit time of the open transaction
 
@@ -48,12 +50,6 @@ type session struct {
 	sentMsgs   uint64         // ConfirmedMessages at that report
 	lastStatus time.Time
 	nextStatus time.Time // periodic report even when nothing changed
-}
-
-// relation is a table seen in the stream; layout is set for the outbox table only.
-type relation struct {
-	name   string
-	layout *outbox.Layout
 }
 
 // run reads the stream until stop ends (a requested stop: drain, report,
@@ -106,27 +102,27 @@ func (s *session) handle(ctx context.Context, d replication.Data) error {
 	s.tracker.Received(d.WALStart)
 	switch m := d.Message.(type) {
 	case *pglogrepl.RelationMessage:
-		rel := &relation{name: m.Namespace + "." + m.RelationName}
+		var layout *outbox.Layout
 		if m.Namespace == s.cfg.Table.Schema && m.RelationName == s.cfg.Table.Name {
 			l, err := outbox.NewLayout(m)
 			if err != nil {
 				return replication.Fatal(err)
 			}
-			rel.layout = &l
+			layout = &l
 		}
-		s.relations[m.RelationID] = rel
+		s.relations[m.RelationID] = layout
 	case *pglogrepl.BeginMessage:
 		s.xid, s.committed = m.Xid, m.CommitTime
 		return s.tracker.Begin()
 	case *pglogrepl.InsertMessage:
-		rel, ok := s.relations[m.RelationID]
+		layout, ok := s.relations[m.RelationID]
 		if !ok {
 			return fmt.Errorf("insert into relation %d before its relation message", m.RelationID)
 		}
-		if rel.layout == nil {
+		if layout == nil {
 			return nil // another table of the publication
 		}
-		return s.publish(ctx, rel.layout, m, d.WALStart)
+		return s.publish(ctx, layout, m, d.WALStart)
 	case *pglogrepl.LogicalDecodingMessage:
 		if m.Prefix == replication.HeartbeatPrefix && strings.HasPrefix(string(m.Content), s.cfg.Slot+" ") {
 			now := time.Now()

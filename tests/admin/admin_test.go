@@ -13,7 +13,6 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -24,28 +23,14 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/saga-cdc/saga/tests/proctest"
 	"github.com/saga-cdc/saga/tests/testenv"
 )
 
 var relayBin string
 
 func TestMain(m *testing.M) {
-	os.Exit(func() int {
-		dir, err := os.MkdirTemp("", "cdc-relay-admin-bin")
-		if err != nil {
-			fmt.Fprintln(os.Stderr, "make temp dir:", err)
-			return 1
-		}
-		defer os.RemoveAll(dir)
-		relayBin = filepath.Join(dir, "cdc-relay")
-		build := exec.Command("go", "build", "-o", relayBin, "github.com/saga-cdc/saga/cdc-relay/cmd/cdc-relay")
-		build.Stdout, build.Stderr = os.Stderr, os.Stderr
-		if err := build.Run(); err != nil {
-			fmt.Fprintln(os.Stderr, "build cdc-relay:", err)
-			return 1
-		}
-		return m.Run()
-	}())
+	os.Exit(proctest.Main(m, "github.com/saga-cdc/saga/cdc-relay/cmd/cdc-relay", &relayBin))
 }
 
 type result struct {

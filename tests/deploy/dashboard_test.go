@@ -14,6 +14,8 @@ import (
 
 	"github.com/chromedp/cdproto/runtime"
 	"github.com/chromedp/chromedp"
+
+	"github.com/saga-cdc/saga/tests/proctest"
 )
 
 // TestDashboardInChromium runs the demo (make demo, without Docker), opens
@@ -193,7 +195,7 @@ func browser(t *testing.T, parent context.Context, chrome string) (context.Conte
 	}
 	t.Cleanup(func() { _ = os.RemoveAll(profile) })
 
-	log := &syncBuffer{}
+	log := &proctest.Output{}
 	opts := append(chromedp.DefaultExecAllocatorOptions[:],
 		chromedp.ExecPath(chrome),
 		chromedp.UserDataDir(profile),
@@ -315,23 +317,4 @@ func findChromium(t *testing.T) string {
 	}
 	t.Fatalf("apt-get installed chromium, but it is not on PATH: %s", how)
 	return ""
-}
-
-// syncBuffer keeps Chromium's output; its writer goroutine and the test
-// share it.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }

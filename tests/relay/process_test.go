@@ -4,69 +4,35 @@ package relay_test
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"io"
 	"net/http"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/saga-cdc/saga/tests/proctest"
 )
 
 var relayBin string
 
 func TestMain(m *testing.M) {
-	os.Exit(func() int {
-		dir, err := os.MkdirTemp("", "cdc-relay-bin")
-		if err != nil {
-			fmt.Fprintln(os.Stderr, "make temp dir:", err)
-			return 1
-		}
-		defer os.RemoveAll(dir)
-		relayBin = filepath.Join(dir, "cdc-relay")
-		build := exec.Command("go", "build", "-o", relayBin, "github.com/saga-cdc/saga/cdc-relay/cmd/cdc-relay")
-		build.Stdout, build.Stderr = os.Stderr, os.Stderr
-		if err := build.Run(); err != nil {
-			fmt.Fprintln(os.Stderr, "build cdc-relay:", err)
-			return 1
-		}
-		return m.Run()
-	}())
+	os.Exit(proctest.Main(m, "github.com/saga-cdc/saga/cdc-relay/cmd/cdc-relay", &relayBin))
 }
 
 // proc is a running cdc-relay.
 type proc struct {
 	cmd  *exec.Cmd
-	out  *syncBuffer
+	out  *proctest.Output
 	done chan struct{}
 	err  error // Wait's result, once done is closed
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 // relayEnv is the environment of a relay on the test's database and exchange.
@@ -87,7 +53,7 @@ func start(t *testing.T, env []string, args ...string) *proc {
 	t.Helper()
 	cmd := exec.Command(relayBin, args...)
 	cmd.Env = append([]string{"PATH=" + os.Getenv("PATH"), "HOME=" + os.Getenv("HOME")}, env...)
-	p := &proc{cmd: cmd, out: &syncBuffer{}, done: make(chan struct{})}
+	p := &proc{cmd: cmd, out: &proctest.Output{}, done: make(chan struct{})}
 	cmd.Stdout, cmd.Stderr = p.out, p.out
 	require.NoError(t, cmd.Start())
 	go func() {

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -13,6 +14,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	amqp "github.com/rabbitmq/amqp091-go"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -165,6 +167,32 @@ func TestBadConfigSaysWhatToFix(t *testing.T) {
 		assert.Contains(t, p.out.String(), `"msg":"session ended, reconnecting"`)
 		p.signal(t, syscall.SIGTERM)
 		require.Equal(t, 0, p.wait(t, 20*time.Second))
+	})
+	t.Run("broker credentials refused exits 1 naming the variable", func(t *testing.T) {
+		dbURL := testenv.NewOutboxDatabase(t)
+		slot := testenv.RandomName("t_slot_")
+		t.Cleanup(func() { testenv.DropSlot(t, dbURL, slot) })
+		p := start(t, relayEnv(dbURL, "amqp://guest:wrong@127.0.0.1:5672/", slot, "x"), "run")
+		require.Equal(t, 1, p.wait(t, 30*time.Second))
+		assert.Contains(t, p.out.String(), "check CDC_RELAY_AMQP_URL")
+	})
+	t.Run("exchange of another kind exits 1 with the fix", func(t *testing.T) {
+		dbURL := testenv.NewOutboxDatabase(t)
+		slot := testenv.RandomName("t_slot_")
+		t.Cleanup(func() { testenv.DropSlot(t, dbURL, slot) })
+		exchange := testenv.RandomName("t_x_")
+		declareFanout(t, exchange)
+		p := start(t, relayEnv(dbURL, testenv.AMQPURL(t), slot, exchange), "run")
+		require.Equal(t, 1, p.wait(t, 30*time.Second))
+		assert.Contains(t, p.out.String(), "must be a durable topic exchange")
+	})
+	t.Run("missing database exits 1 naming the variable", func(t *testing.T) {
+		u, err := url.Parse(testenv.PostgresURL(t))
+		require.NoError(t, err)
+		u.Path = "/" + testenv.RandomName("t_none_")
+		p := start(t, relayEnv(u.String(), testenv.AMQPURL(t), "s", "x"), "run")
+		require.Equal(t, 1, p.wait(t, 30*time.Second))
+		assert.Contains(t, p.out.String(), "check CDC_RELAY_DATABASE_URL")
 	})
 	t.Run("wal_level replica exits 1 with the fix", func(t *testing.T) {
 		serverURL := replicaCluster(t)
@@ -340,4 +368,25 @@ func TestLostSlotStopsTheRelayAndTheRepairDeliversEverything(t *testing.T) {
 	got.WaitDistinct(t, 120, 30*time.Second)
 	dups := got.Check(t, 1, 120)
 	t.Logf("duplicates from the replay overlap: %d", dups)
+}
+
+// declareFanout declares exchange as a fanout exchange, deleted at cleanup.
+func declareFanout(t *testing.T, exchange string) {
+	t.Helper()
+	conn, err := amqp.Dial(testenv.AMQPURL(t))
+	require.NoError(t, err)
+	defer conn.Close()
+	ch, err := conn.Channel()
+	require.NoError(t, err)
+	require.NoError(t, ch.ExchangeDeclare(exchange, amqp.ExchangeFanout, false, true, false, false, nil))
+	t.Cleanup(func() {
+		conn, err := amqp.Dial(testenv.AMQPURL(t))
+		if err != nil {
+			return
+		}
+		defer conn.Close()
+		if ch, err := conn.Channel(); err == nil {
+			_ = ch.ExchangeDelete(exchange, false, false)
+		}
+	})
 }

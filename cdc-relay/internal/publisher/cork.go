@@ -72,8 +72,15 @@ func (c *corkedConn) flushTimer() {
 	}
 }
 
-// Close sends what is buffered, then closes.
+// abort makes every pending and future read and write fail at once. It
+// does not take c.mu, which a blocked Write holds.
+func (c *corkedConn) abort() { _ = c.Conn.SetDeadline(time.Unix(1, 0)) }
+
+// Close sends what is buffered, then closes. A write blocked for more than
+// a second (a peer that stopped reading) is cut off first: Close must not
+// wait on it.
 func (c *corkedConn) Close() error {
+	_ = c.Conn.SetWriteDeadline(time.Now().Add(time.Second))
 	c.mu.Lock()
 	c.timer.Stop()
 	if c.err == nil {

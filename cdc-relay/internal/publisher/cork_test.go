@@ -31,7 +31,9 @@ func (r *recConn) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-func (r *recConn) Close() error { r.closed = true; return nil }
+func (r *recConn) Close() error                     { r.closed = true; return nil }
+func (r *recConn) SetDeadline(time.Time) error      { return nil }
+func (r *recConn) SetWriteDeadline(time.Time) error { return nil }
 
 func (r *recConn) snapshot() [][]byte {
 	r.mu.Lock()
@@ -81,4 +83,31 @@ func TestCorkedConn(t *testing.T) {
 		assert.True(t, rc.closed)
 		assert.Equal(t, [][]byte{[]byte("a"), []byte("b")}, rc.snapshot())
 	})
+}
+
+// A peer that stops reading must not hold the relay: abort ends a blocked
+// write at once, and Close cuts it off instead of waiting on it.
+func TestCorkedConnBlockedWrite(t *testing.T) {
+	for name, end := range map[string]func(c *corkedConn){
+		"abort": func(c *corkedConn) { c.abort() },
+		"close": func(c *corkedConn) { _ = c.Close() },
+	} {
+		t.Run(name, func(t *testing.T) {
+			a, b := net.Pipe() // nobody reads b: writes to a block
+			defer b.Close()
+			c := cork(a)
+			done := make(chan error, 1)
+			go func() {
+				_, err := c.Write([]byte("stuck"))
+				done <- err
+			}()
+			end(c)
+			select {
+			case err := <-done:
+				require.Error(t, err)
+			case <-time.After(5 * time.Second):
+				t.Fatal("the blocked write was not cut off")
+			}
+		})
+	}
 }

@@ -70,6 +70,7 @@ type Publisher struct {
 	// type resequences them), so the tags in flight are one contiguous run
 	// no longer than the window and never share a place.
 	flight []flight
+	sock   *corkedConn // the broker socket, for Abort
 }
 
 type flight struct {
@@ -85,11 +86,19 @@ func Dial(ctx context.Context, url, exchange string, window int) (*Publisher, er
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
+	var sock *corkedConn
 	conn, err := amqp.DialConfig(url, amqp.Config{
 		Heartbeat:  10 * time.Second,
 		Locale:     "en_US",
 		Properties: amqp.Table{"connection_name": "cdc-relay"},
-		Dial:       dial,
+		Dial: func(network, addr string) (net.Conn, error) {
+			c, err := dial(network, addr)
+			if err != nil {
+				return nil, err
+			}
+			sock = c
+			return c, nil
+		},
 	})
 	if err != nil {
 		return nil, fmt.Errorf("connect to broker: %w", err)
@@ -99,13 +108,14 @@ func Dial(ctx context.Context, url, exchange string, window int) (*Publisher, er
 		_ = conn.Close()
 		return nil, err
 	}
+	p.sock = sock
 	return p, nil
 }
 
 // dial connects like amqp.DefaultDial, which also bounds the AMQP handshake
 // (a broker that accepts TCP but never answers does not hold the relay), and
 // corks the connection.
-func dial(network, addr string) (net.Conn, error) {
+func dial(network, addr string) (*corkedConn, error) {
 	c, err := amqp.DefaultDial(10*time.Second)(network, addr)
 	if err != nil {
 		return nil, err
@@ -228,19 +238,32 @@ func (p *Publisher) Confirms(ctx context.Context, h Handler) error {
 			fl := p.flight[p.slot(c.DeliveryTag)]
 			p.flight[p.slot(c.DeliveryTag)] = flight{}
 			p.mu.Unlock()
-			<-p.slots
+			// The slot is given back after the handler has seen the outcome:
+			// a drain that waits for an empty window then finds every
+			// confirm in the tracker.
 			if !c.Ack {
 				f := &Failure{Err: ErrNacked, Tag: c.DeliveryTag, MessageID: fl.id, RoutingKey: fl.key,
 					Reason: "the broker could not store it (disk or memory alarm, queue limit, or an internal error)"}
 				h.Failed(f)
+				<-p.slots
 				return f
 			}
 			h.Confirmed(c.DeliveryTag, fl.at, fl.committed)
+			<-p.slots
 		case err := <-p.closed:
 			return closedErr("connection", err)
 		case err := <-p.chClosed:
 			return closedErr("channel", err)
 		}
+	}
+}
+
+// Abort breaks the broker socket at once, without the AMQP close handshake:
+// a Publish blocked writing to a broker that stopped reading (an alarm, a
+// dead peer) returns with an error. For stops that cannot wait.
+func (p *Publisher) Abort() {
+	if p.sock != nil {
+		p.sock.abort()
 	}
 }
 

@@ -8,11 +8,13 @@ package relay
 import (
 	"context"
 	"errors"
+	"fmt"
 
 	"log/slog"
 	"math/rand/v2"
 	"time"
 
+	amqp "github.com/rabbitmq/amqp091-go"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/saga-cdc/saga/cdc-relay/internal/checkpoint"
@@ -164,6 +166,21 @@ func backoff(attempt int, first, limit time.Duration) time.Duration {
 	return d/2 + rand.N(d/2+1)
 }
 
+// brokerDialError marks as fatal what retrying cannot fix: credentials or
+// vhost refused (403), or the exchange exists with other arguments (406).
+func brokerDialError(err error) error {
+	var amqpErr *amqp.Error
+	if errors.As(err, &amqpErr) {
+		switch amqpErr.Code {
+		case amqp.AccessRefused:
+			return replication.Fatal(fmt.Errorf("%w; check CDC_RELAY_AMQP_URL (user, password, vhost)", err))
+		case amqp.PreconditionFailed:
+			return replication.Fatal(fmt.Errorf("%w; the exchange must be a durable topic exchange: delete it or set CDC_RELAY_EXCHANGE", err))
+		}
+	}
+	return brokerError{err}
+}
+
 // brokerError marks errors of the broker side, for the reconnect metric.
 type brokerError struct{ error }
 
@@ -200,7 +217,7 @@ func (r *Relay) session(ctx context.Context) error {
 	r.st.set(PhaseStarting, "connecting to the broker")
 	pub, err := publisher.Dial(ctx, r.cfg.AMQPURL, r.cfg.Exchange, r.cfg.MaxInFlight)
 	if err != nil {
-		return brokerError{err}
+		return brokerDialError(err)
 	}
 	defer pub.Close()
 

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/jackc/pglogrepl"
@@ -58,6 +59,26 @@ func (s *session) run(stop, failed context.Context) error {
 	recv, cancel := context.WithCancel(failed)
 	defer cancel()
 	defer context.AfterFunc(stop, cancel)()
+
+	// A stop must not wait forever on a Publish blocked writing to a broker
+	// that stopped reading (an alarm, a dead peer): past the drain time the
+	// broker socket is broken, which ends that write and the session.
+	var watchdog struct {
+		sync.Mutex
+		t *time.Timer
+	}
+	defer context.AfterFunc(recv, func() {
+		watchdog.Lock()
+		watchdog.t = time.AfterFunc(s.drain+5*time.Second, s.pub.Abort)
+		watchdog.Unlock()
+	})()
+	defer func() {
+		watchdog.Lock()
+		if watchdog.t != nil {
+			watchdog.t.Stop()
+		}
+		watchdog.Unlock()
+	}()
 
 	for {
 		if recv.Err() != nil {

@@ -285,9 +285,23 @@ func Connect(ctx context.Context, dbURL string) (*pgx.Conn, error) {
 	cfg.RuntimeParams["application_name"] = "cdc-relay"
 	conn, err := pgx.ConnectConfig(ctx, cfg)
 	if err != nil {
-		return nil, fmt.Errorf("connect to database: %w", err)
+		return nil, connectError(err)
 	}
 	return conn, nil
+}
+
+// connectError marks as fatal what retrying cannot fix: the server refused
+// the credentials or the database does not exist (a bad CDC_RELAY_DATABASE_URL).
+func connectError(err error) error {
+	err = fmt.Errorf("connect to database: %w", err)
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) {
+		switch pgErr.Code {
+		case "28P01", "28000", "3D000":
+			return Fatal(fmt.Errorf("%w; check CDC_RELAY_DATABASE_URL", err))
+		}
+	}
+	return err
 }
 
 // Stream is a replication connection streaming one slot.
@@ -323,7 +337,7 @@ func Start(ctx context.Context, dbURL string, t Target, start LSN) (*Stream, err
 	cfg.RuntimeParams["DateStyle"] = "ISO, YMD"
 	conn, err := pgconn.ConnectConfig(ctx, cfg)
 	if err != nil {
-		return nil, fmt.Errorf("open replication connection: %w", err)
+		return nil, connectError(err)
 	}
 	err = pglogrepl.StartReplication(ctx, conn, t.Slot, start, pglogrepl.StartReplicationOptions{
 		PluginArgs: []string{

@@ -145,7 +145,12 @@ func (r *Relay) Run(ctx context.Context) error {
 			r.obs.Reconnect(target)
 			r.st.reconnect()
 			r.st.set(PhaseBackoff, err.Error())
-			r.log.Warn("session ended, reconnecting", logkey.Err, err, logkey.Target, target, logkey.Backoff, wait)
+			attrs := []any{logkey.Err, err, logkey.Target, target, logkey.Backoff, wait}
+			var f *publisher.Failure
+			if errors.As(err, &f) {
+				attrs = append(attrs, logkey.RoutingKey, f.RoutingKey, logkey.MessageID, f.MessageID)
+			}
+			r.log.Warn("session ended, reconnecting", attrs...)
 		}
 		select {
 		case <-ctx.Done():

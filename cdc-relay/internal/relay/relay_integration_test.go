@@ -22,6 +22,7 @@ import (
 	"github.com/saga-cdc/saga/cdc-relay/internal/httpserver"
 	"github.com/saga-cdc/saga/cdc-relay/internal/metrics"
 	"github.com/saga-cdc/saga/cdc-relay/internal/relay"
+	"github.com/saga-cdc/saga/tests/proctest"
 	"github.com/saga-cdc/saga/tests/relaytest"
 	"github.com/saga-cdc/saga/tests/tcpproxy"
 	"github.com/saga-cdc/saga/tests/testenv"
@@ -35,6 +36,7 @@ type env struct {
 	metrics *metrics.Metrics
 	http    *httptest.Server
 	done    chan error
+	logs    *proctest.Output // the relay's JSON log lines
 }
 
 // newEnv makes a fresh outbox database and exchange and starts a relay on
@@ -77,7 +79,8 @@ func newEnvOn(t *testing.T, dbURL string, edit func(*config.Config)) *env {
 
 func (e *env) start(t *testing.T, cfg config.Config) {
 	t.Helper()
-	log := slog.New(slog.NewJSONHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	e.logs = &proctest.Output{}
+	log := slog.New(slog.NewJSONHandler(io.MultiWriter(testWriter{t}, e.logs), &slog.HandlerOptions{Level: slog.LevelInfo}))
 	e.metrics = metrics.New(cfg.Slot)
 	e.relay = relay.New(cfg, relay.Options{MinBackoff: 50 * time.Millisecond, MaxBackoff: 500 * time.Millisecond}, log, e.metrics)
 	e.http = httptest.NewServer(httpserver.Handler(e.relay.Status, e.metrics.Handler()))
@@ -283,6 +286,9 @@ func TestUnroutableRowHoldsTheSlotUntilAQueueIsBound(t *testing.T) {
 	require.Eventually(t, func() bool {
 		return !strings.Contains(scrape(t, e.http.URL), `cdc_relay_events_returned_total{slot="`+e.slot+`"} 0`)
 	}, 10*time.Second, 20*time.Millisecond)
+	// The log says which message and routing key (design §4.5 log keys).
+	assert.Contains(t, e.logs.String(), `"routing_key":"nowhere"`)
+	assert.Contains(t, e.logs.String(), `"slot":"`+e.slot+`"`)
 	flush := slotFlush(t, e.dbURL, e.slot)
 	require.GreaterOrEqual(t, flush, before)
 	require.Less(t, flush, walAfterUnroutable, "the slot moved past the unroutable row")

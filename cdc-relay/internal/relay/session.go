@@ -87,10 +87,11 @@ func (s *session) run(stop, failed context.Context) error {
 			}
 			return s.stop(failed)
 		}
-		if err := s.report(recv, false); err != nil {
+		deadline, err := s.report(recv, false)
+		if err != nil {
 			return err
 		}
-		msg, err := s.stream.Receive(recv, s.deadline())
+		msg, err := s.stream.Receive(recv, deadline)
 		if errors.Is(err, replication.ErrTimeout) {
 			continue
 		}
@@ -104,7 +105,7 @@ func (s *session) run(stop, failed context.Context) error {
 		case replication.Keepalive:
 			s.tracker.Keepalive(m.ServerWALEnd)
 			if m.ReplyRequested {
-				if err := s.report(recv, true); err != nil {
+				if _, err := s.report(recv, true); err != nil {
 					return err
 				}
 			}
@@ -172,7 +173,7 @@ func (s *session) publish(ctx context.Context, l *outbox.Layout, m *pglogrepl.In
 	if warn != nil {
 		s.obs.InvalidRow()
 		s.log.Warn("outbox row has invalid headers; sent with them as text under "+outbox.HeaderInvalidHeaders,
-			logkey.Err, warn, logkey.MessageID, row.ID, logkey.XID, s.xid)
+			logkey.Err, warn, logkey.MessageID, row.ID, logkey.RoutingKey, row.RoutingKey, logkey.XID, s.xid)
 	}
 	if err := s.acquire(ctx); err != nil {
 		return err
@@ -203,41 +204,36 @@ func (s *session) acquire(ctx context.Context) error {
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
-		if err := s.report(ctx, false); err != nil {
+		if _, err := s.report(ctx, false); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-// deadline is when Receive gives up to let the loop report a position: soon
-// while confirms are pending, at the periodic interval when idle.
-func (s *session) deadline() time.Time {
-	p := s.tracker.Positions()
-	if p.InFlight > 0 || p.Confirmed > s.sentFlush {
-		return time.Now().Add(statusGap)
-	}
-	return s.nextStatus
-}
-
 // report sends a standby status update when the confirmed position moved
 // (at most once per statusGap, or at once when a window's worth of messages
-// is waiting to be reported), when the periodic interval is due, or when force.
-func (s *session) report(ctx context.Context, force bool) error {
+// is waiting to be reported), when the periodic interval is due, or when
+// force. It returns when Receive should give up to let the loop report
+// again: soon while confirms are pending, at the periodic interval when
+// idle. One snapshot of the tracker serves both, once per message.
+func (s *session) report(ctx context.Context, force bool) (time.Time, error) {
 	p := s.tracker.Positions()
 	now := time.Now()
 	moved := p.Confirmed > s.sentFlush &&
 		(now.Sub(s.lastStatus) >= statusGap || p.ConfirmedMessages-s.sentMsgs >= uint64(s.cfg.MaxInFlight))
-	if !force && !moved && now.Before(s.nextStatus) {
-		return nil
+	if force || moved || !now.Before(s.nextStatus) {
+		if err := s.stream.SendStatus(ctx, p.Received, p.Confirmed, false); err != nil {
+			return time.Time{}, err
+		}
+		s.sentFlush, s.sentMsgs, s.lastStatus = p.Confirmed, p.ConfirmedMessages, now
+		s.nextStatus = now.Add(s.cfg.HeartbeatInterval)
+		s.obs.Positions(p.Received, p.Confirmed, p.ServerEnd)
 	}
-	if err := s.stream.SendStatus(ctx, p.Received, p.Confirmed, false); err != nil {
-		return err
+	if p.InFlight > 0 || p.Confirmed > s.sentFlush {
+		return now.Add(statusGap), nil
 	}
-	s.sentFlush, s.sentMsgs, s.lastStatus = p.Confirmed, p.ConfirmedMessages, now
-	s.nextStatus = now.Add(s.cfg.HeartbeatInterval)
-	s.obs.Positions(p.Received, p.Confirmed, p.ServerEnd)
-	return nil
+	return s.nextStatus, nil
 }
 
 // stop drains: no more reading, wait (bounded) for the broker to confirm

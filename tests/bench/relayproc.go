@@ -13,10 +13,11 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/saga-cdc/saga/tests/proctest"
 )
 
 // clockTicks is USER_HZ, the unit of utime and stime in /proc/<pid>/stat:
@@ -73,7 +74,7 @@ func writeOverlay(dir string) (string, error) {
 // relayProc is a running cdc-relay.
 type relayProc struct {
 	cmd  *exec.Cmd
-	out  *lines
+	out  *proctest.Output
 	done chan struct{}
 	addr string // HTTP address it listens on
 }
@@ -102,7 +103,7 @@ func startRelay(tb testing.TB, bin string, s relaySettings) *relayProc {
 		"CDC_RELAY_MAX_IN_FLIGHT=" + strconv.Itoa(s.window),
 		"CDC_RELAY_HEARTBEAT_INTERVAL=" + s.heartbeat.String(),
 	}, s.extraEnv...)
-	p := &relayProc{cmd: cmd, out: newLines(), done: make(chan struct{})}
+	p := &relayProc{cmd: cmd, out: &proctest.Output{}, done: make(chan struct{})}
 	cmd.Stdout, cmd.Stderr = p.out, p.out
 	if err := cmd.Start(); err != nil {
 		tb.Fatalf("start cdc-relay: %v", err)
@@ -138,7 +139,7 @@ func (p *relayProc) ready(ctx context.Context) error {
 		case <-tick.C:
 		}
 		if p.addr == "" {
-			p.addr = p.out.httpAddr()
+			p.addr, _ = p.out.Field("http listening", "addr")
 			continue
 		}
 		req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+p.addr+"/readyz", nil)
@@ -216,38 +217,4 @@ func readProc(pid int) (procStats, error) {
 		}
 	}
 	return s, nil
-}
-
-// lines collects a process's output.
-type lines struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func newLines() *lines { return &lines{} }
-
-func (l *lines) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lines) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
-// httpAddr finds the address in the relay's {"msg":"http listening","addr":…} line.
-func (l *lines) httpAddr() string {
-	for _, line := range strings.Split(l.String(), "\n") {
-		var rec struct {
-			Msg  string `json:"msg"`
-			Addr string `json:"addr"`
-		}
-		if json.Unmarshal([]byte(line), &rec) == nil && rec.Msg == "http listening" {
-			return rec.Addr
-		}
-	}
-	return ""
 }

@@ -1,8 +1,6 @@
 package e2e
 
 import (
-	"bufio"
-	"bytes"
 	"context"
 	"encoding/json"
 	"flag"
@@ -22,6 +20,7 @@ import (
 	amqp "github.com/rabbitmq/amqp091-go"
 	"github.com/stretchr/testify/require"
 
+	"github.com/saga-cdc/saga/tests/proctest"
 	"github.com/saga-cdc/saga/tests/testenv"
 )
 
@@ -75,7 +74,7 @@ type System struct {
 type Process struct {
 	Name string
 	URL  string // HTTP base URL, for services
-	logs *logWriter
+	logs *proctest.Output
 }
 
 // Logs returns what the process wrote so far.
@@ -143,7 +142,8 @@ func StartSystem(t *testing.T) *System {
 // process's environment, and stops it with SIGTERM at cleanup.
 func startProcess(t *testing.T, name string, args []string, env map[string]string, http bool) *Process {
 	t.Helper()
-	logs := &logWriter{addr: make(chan string, 1)}
+	logs := &proctest.Output{}
+	listening := logs.Await("http server listening", "addr")
 	cmd := exec.Command(filepath.Join(binDir, args[0]), args[1:]...)
 	cmd.Env = os.Environ()
 	for k, v := range env {
@@ -172,7 +172,7 @@ func startProcess(t *testing.T, name string, args []string, env map[string]strin
 	})
 	if http {
 		select {
-		case addr := <-logs.addr:
+		case addr := <-listening:
 			p.URL = "http://" + addr
 		case err := <-exited:
 			t.Fatalf("%s exited at start: %v\n%s", name, err, logs.String())
@@ -229,44 +229,6 @@ func deleteQueues(t *testing.T, amqpURL, prefix string) {
 			_ = ch.Close()
 		}
 	}
-}
-
-// logWriter keeps a process's output and finds the address it listens on.
-type logWriter struct {
-	mu      sync.Mutex
-	buf     bytes.Buffer
-	partial []byte
-	addr    chan string
-	found   bool
-}
-
-func (w *logWriter) Write(p []byte) (int, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	w.buf.Write(p)
-	if !w.found {
-		w.partial = append(w.partial, p...)
-		sc := bufio.NewScanner(bytes.NewReader(w.partial))
-		for sc.Scan() {
-			var line struct {
-				Msg  string `json:"msg"`
-				Addr string `json:"addr"`
-			}
-			if json.Unmarshal(sc.Bytes(), &line) == nil && line.Msg == "http server listening" {
-				w.addr <- line.Addr
-				w.found = true
-				w.partial = nil
-				break
-			}
-		}
-	}
-	return len(p), nil
-}
-
-func (w *logWriter) String() string {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.buf.String()
 }
 
 func tail(s string, n int) string {

@@ -3,15 +3,12 @@
 package relay_test
 
 import (
-	"bufio"
 	"context"
-	"encoding/json"
 	"errors"
 	"io"
 	"net/http"
 	"os"
 	"os/exec"
-	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -100,15 +97,9 @@ func (p *proc) addr(t *testing.T) string {
 	t.Helper()
 	var addr string
 	require.Eventually(t, func() bool {
-		sc := bufio.NewScanner(strings.NewReader(p.out.String()))
-		for sc.Scan() {
-			var line struct{ Msg, Addr string }
-			if json.Unmarshal(sc.Bytes(), &line) == nil && line.Msg == "http listening" {
-				addr = line.Addr
-				return true
-			}
-		}
-		return false
+		var ok bool
+		addr, ok = p.out.Field("http listening", "addr")
+		return ok
 	}, 10*time.Second, 10*time.Millisecond, "no 'http listening' line; output:\n%s", p.out.String())
 	return addr
 }

@@ -4,15 +4,11 @@
 package platformtest
 
 import (
-	"bufio"
-	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -22,6 +18,7 @@ import (
 
 	"github.com/saga-cdc/saga/cdc-relay/event"
 	"github.com/saga-cdc/saga/services/internal/platform"
+	"github.com/saga-cdc/saga/tests/proctest"
 	"github.com/saga-cdc/saga/tests/testenv"
 )
 
@@ -86,7 +83,7 @@ type Service struct {
 	// URL is the base URL of its HTTP API, "http://127.0.0.1:port".
 	URL string
 	Env Env
-	log *logBuffer
+	log *proctest.Output
 }
 
 // Logs returns what the service logged so far.
@@ -97,7 +94,8 @@ func (s *Service) Logs() string { return s.log.String() }
 func Start(t testing.TB, run RunFunc, env Env) *Service {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	logs := &logBuffer{addr: make(chan string, 1)}
+	logs := &proctest.Output{}
+	listening := logs.Await("http server listening", "addr")
 	done := make(chan error, 1)
 	go func() {
 		done <- run(ctx, []string{"service"}, func(k string) string { return env.Vars[k] }, logs)
@@ -118,7 +116,7 @@ func Start(t testing.TB, run RunFunc, env Env) *Service {
 	})
 	var addr string
 	select {
-	case addr = <-logs.addr:
+	case addr = <-listening:
 	case err := <-done:
 		t.Fatalf("service stopped at start: %v\n%s", err, logs.String())
 	case <-time.After(90 * time.Second):
@@ -134,41 +132,6 @@ func Start(t testing.TB, run RunFunc, env Env) *Service {
 		return resp.StatusCode == http.StatusOK
 	}, 30*time.Second, 20*time.Millisecond, "service not ready")
 	return s
-}
-
-// logBuffer keeps a service's logs and finds the address it listens on.
-type logBuffer struct {
-	mu   sync.Mutex
-	buf  bytes.Buffer
-	addr chan string
-	sent bool
-}
-
-func (b *logBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	b.buf.Write(p)
-	if !b.sent {
-		sc := bufio.NewScanner(bytes.NewReader(p))
-		for sc.Scan() {
-			var line struct {
-				Msg  string `json:"msg"`
-				Addr string `json:"addr"`
-			}
-			if json.Unmarshal(sc.Bytes(), &line) == nil && line.Msg == "http server listening" {
-				b.addr <- line.Addr
-				b.sent = true
-				break
-			}
-		}
-	}
-	return len(p), nil
-}
-
-func (b *logBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }
 
 // Message is a message to publish as the relay would.

@@ -395,3 +395,30 @@ func TestOnlyOutboxInsertsArePublished(t *testing.T) {
 	assert.Equal(t, 3, got.Len(), "only the three outbox inserts")
 	assert.Equal(t, 0, got.Check(t, 1, 3))
 }
+
+// The relay declares its exchange as a durable topic exchange at start
+// (design §4.4) when nothing else has.
+func TestRelayDeclaresItsExchange(t *testing.T) {
+	name := testenv.RandomName("t_x_")
+	e := newEnv(t, func(c *config.Config) { c.Exchange = name })
+	t.Cleanup(func() {
+		conn, err := amqp.Dial(e.amqpURL)
+		if err != nil {
+			return
+		}
+		defer conn.Close()
+		if ch, err := conn.Channel(); err == nil {
+			_ = ch.ExchangeDelete(name, false, false)
+		}
+	})
+	e.waitReady(t)
+	conn, err := amqp.Dial(e.amqpURL)
+	require.NoError(t, err)
+	defer conn.Close()
+	ch, err := conn.Channel()
+	require.NoError(t, err)
+	// It exists (a passive declare fails otherwise), and as a durable topic
+	// exchange (an equivalent declare fails with 406 otherwise).
+	require.NoError(t, ch.ExchangeDeclarePassive(name, amqp.ExchangeTopic, true, false, false, false, nil))
+	require.NoError(t, ch.ExchangeDeclare(name, amqp.ExchangeTopic, true, false, false, false, nil))
+}

@@ -120,7 +120,17 @@ func (t *Tracker) Commit(end LSN) error {
 	}
 	t.open = false
 	t.received = max(t.received, end)
-	t.pending = append(t.pending, txn{end: end, lastSeq: t.lastSeq, msgs: t.openLen})
+	if n := len(t.pending); n > 0 && t.openLen == 0 {
+		// A transaction that published nothing (another table's, a
+		// heartbeat's) can be acknowledged exactly when the one before it
+		// can: it moves that one's end instead of queueing. So pending holds
+		// at most one entry per transaction with a message in flight, and
+		// stays bounded by the window however many empty transactions pass
+		// behind an unconfirmed message.
+		t.pending[n-1].end = end
+	} else {
+		t.pending = append(t.pending, txn{end: end, lastSeq: t.lastSeq, msgs: t.openLen})
+	}
 	t.advance()
 	return nil
 }
@@ -216,7 +226,8 @@ type Positions struct {
 	ServerEnd LSN
 	// InFlight counts messages published and not yet confirmed.
 	InFlight uint64
-	// Unacked counts transactions read and not yet acknowledged (the open one included).
+	// Unacked counts transactions read and not yet acknowledged (the open one
+	// included); transactions without messages count with the one before them.
 	Unacked int
 	// ConfirmedMessages counts messages of acknowledged transactions since the tracker began.
 	ConfirmedMessages uint64

@@ -152,6 +152,17 @@ func TestTrackerConfirmedPosition(t *testing.T) {
 			final: Positions{Received: 1300, Confirmed: 1100, ServerEnd: 9000, InFlight: 1, Unacked: 2},
 		},
 		{
+			name: "an empty transaction behind an unconfirmed one is acked with it, not before",
+			steps: []step{
+				{begin: true}, {publish: 1}, {commit: 1100},
+				{begin: true}, {commit: 1150, want: start}, // another table's transaction
+				{begin: true}, {publish: 2}, {commit: 1200},
+				{begin: true}, {commit: 1250},
+				{confirm: 1, want: 1150}, {confirm: 2, want: 1250},
+			},
+			final: Positions{Received: 1250, Confirmed: 1250},
+		},
+		{
 			name: "a nack inside a multiple ack stops the prefix there",
 			steps: []step{
 				{begin: true}, {publish: 1}, {commit: 1100},
@@ -221,5 +232,32 @@ func TestTrackerCountsConfirmedMessages(t *testing.T) {
 	tr.Confirm(3, true)
 	p := tr.Positions()
 	assert.Equal(t, uint64(3), p.ConfirmedMessages)
+	assert.True(t, p.Idle())
+}
+
+// One unconfirmed message, then a million transactions that publish nothing
+// (another table's writes, heartbeats): the tracker must not keep one entry
+// per transaction, and the confirm must acknowledge up to the last of them.
+func TestTrackerStaysBoundedBehindAnUnconfirmedMessage(t *testing.T) {
+	tr := New(1)
+	require.NoError(t, tr.Begin())
+	require.NoError(t, tr.Published(1))
+	require.NoError(t, tr.Commit(100))
+	end := LSN(100)
+	for range 1_000_000 {
+		end += 10
+		require.NoError(t, tr.Begin())
+		require.NoError(t, tr.Commit(end))
+		tr.Keepalive(end)
+	}
+	assert.Equal(t, 1, len(tr.pending), "pending entries")
+	assert.LessOrEqual(t, cap(tr.pending), 4, "pending capacity")
+	p := tr.Positions()
+	assert.Equal(t, LSN(1), p.Confirmed, "nothing acknowledged past the unconfirmed message")
+	assert.Equal(t, 1, p.Unacked)
+
+	tr.Confirm(1, false)
+	p = tr.Positions()
+	assert.Equal(t, end, p.Confirmed)
 	assert.True(t, p.Idle())
 }

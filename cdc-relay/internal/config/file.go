@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strings"
 )
 
 // fileConfig is the config file of the multi-database mode: one process,
@@ -61,7 +62,6 @@ func parseFile(path string, b []byte, base Config, getenv func(string) string) (
 	if len(f.Databases) == 0 {
 		return nil, &Error{Where: path, Problem: `lists no databases: {"databases": [{"database_url": "...", "slot": "..."}]}`}
 	}
-	expand := func(s string) string { return os.Expand(s, getenv) }
 	var (
 		out   []Config
 		errs  []error
@@ -70,26 +70,47 @@ func parseFile(path string, b []byte, base Config, getenv func(string) string) (
 	)
 	for i, d := range f.Databases {
 		c := base
-		set := func(dst *string, v string) {
-			if v = expand(v); v != "" {
+		// A reference to a variable that is unset or empty is an error, not
+		// an empty value: falling back to the environment's value would
+		// relay the base database twice under two names.
+		var unset []string
+		expand := func(key, s string) string {
+			return os.Expand(s, func(name string) string {
+				v := getenv(name)
+				if v == "" {
+					unset = append(unset, fmt.Sprintf("%s: ${%s} is unset or empty", key, name))
+				}
+				return v
+			})
+		}
+		set := func(dst *string, key, v string) {
+			if v = expand(key, v); v != "" {
 				*dst = v
 			}
 		}
-		set(&c.DatabaseURL, d.DatabaseURL)
-		set(&c.AMQPURL, d.AMQPURL)
-		set(&c.Slot, d.Slot)
-		set(&c.Publication, d.Publication)
-		set(&c.Exchange, d.Exchange)
+		set(&c.DatabaseURL, "database_url", d.DatabaseURL)
+		set(&c.AMQPURL, "amqp_url", d.AMQPURL)
+		set(&c.Slot, "slot", d.Slot)
+		set(&c.Publication, "publication", d.Publication)
+		set(&c.Exchange, "exchange", d.Exchange)
 		if d.MaxInFlight != 0 {
 			c.MaxInFlight = d.MaxInFlight
 		}
-		c.Name = expand(d.Name)
+		c.Name = expand("name", d.Name)
 		if c.Name == "" {
 			c.Name = c.Slot
 		}
+		table := expand("table", d.Table)
 		where := fmt.Sprintf("%s: databases[%d] (%s)", path, i, c.Name)
+		if len(unset) > 0 {
+			for _, u := range unset {
+				key, problem, _ := strings.Cut(u, ": ")
+				errs = append(errs, &Error{Where: where + "." + key, Problem: problem})
+			}
+			continue
+		}
 		if d.Table != "" {
-			t, err := ParseTable(expand(d.Table))
+			t, err := ParseTable(table)
 			if err != nil {
 				errs = append(errs, &Error{Where: where + ".table", Problem: err.Error()})
 				continue

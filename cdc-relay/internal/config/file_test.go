@@ -54,7 +54,9 @@ func TestConfigFileErrorsNameTheEntry(t *testing.T) {
 		{"unknown key", `{"databases": [{"database_uri": "x"}]}`, []string{`unknown field "database_uri"`}},
 		{"no databases", `{"databases": []}`, []string{"lists no databases"}},
 		{"missing URL", `{"databases": [{"name": "a", "slot": "s1"}]}`, []string{"relays.json: databases[0] (a).database_url: is required", "(or set CDC_RELAY_DATABASE_URL)"}},
-		{"unset variable", `{"databases": [{"name": "a", "slot": "s1", "database_url": "${NOPE}"}]}`, []string{"databases[0] (a).database_url: is required"}},
+		{"unset variable", `{"databases": [{"name": "a", "slot": "s1", "database_url": "${NOPE}"}]}`, []string{"databases[0] (a).database_url: ${NOPE} is unset or empty"}},
+		{"empty variable in a URL", `{"databases": [{"name": "a", "slot": "s1", "database_url": "postgres://u:${EMPTY}@h/a"}]}`, []string{"databases[0] (a).database_url: ${EMPTY} is unset or empty"}},
+		{"unset variable in the slot", `{"databases": [{"name": "a", "slot": "${SLOT_A}", "database_url": "postgres://h/a"}]}`, []string{"databases[0] (a).slot: ${SLOT_A} is unset or empty"}},
 		{"bad slot", `{"databases": [{"database_url": "postgres://h/a", "slot": "Bad"}]}`, []string{"databases[0] (Bad).slot:", `"Bad" is not a slot name`}},
 		{"bad table", `{"databases": [{"database_url": "postgres://h/a", "slot": "s", "table": "x y"}]}`, []string{"databases[0] (s).table:"}},
 		{"duplicate slot", `{"databases": [{"database_url": "postgres://h/a"}, {"database_url": "postgres://h/b"}]}`, []string{"databases[1] (cdc_relay).slot: slot \"cdc_relay\" is also the slot of cdc_relay"}},
@@ -62,7 +64,7 @@ func TestConfigFileErrorsNameTheEntry(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			_, err := parseFile("relays.json", []byte(tt.file), base, env(nil))
+			_, err := parseFile("relays.json", []byte(tt.file), base, env(map[string]string{"EMPTY": ""}))
 			require.Error(t, err)
 			for _, w := range tt.want {
 				assert.Contains(t, err.Error(), w)
@@ -73,4 +75,18 @@ func TestConfigFileErrorsNameTheEntry(t *testing.T) {
 	require.ErrorContains(t, err, "CDC_RELAY_CONFIG (--config)")
 	_, err = Parse("cdc-relay run", []string{"--config", "x.json"}, env(required), io.Discard)
 	require.ErrorContains(t, err, "relays one database")
+}
+
+// An unset variable must not fall back to the environment's database: two
+// entries would then relay the same database under two names.
+func TestConfigFileUnsetVariableDoesNotFallBackToTheBase(t *testing.T) {
+	base := Config{DatabaseURL: "postgres://h/base", AMQPURL: "amqp://h/", Slot: "cdc_relay", Publication: "p",
+		Table: Table{"public", "outbox"}, Exchange: "saga", HTTPAddr: ":9400", MaxInFlight: 1, HeartbeatInterval: 10e9, LogFormat: "json"}
+	file := `{"databases": [
+		{"name": "order", "database_url": "${ORDER_URL}", "slot": "relay_order"},
+		{"name": "stock", "database_url": "${STOCK_URL}", "slot": "relay_stock"}
+	]}`
+	_, err := parseFile("relays.json", []byte(file), base, env(map[string]string{"ORDER_URL": "postgres://h/order"}))
+	require.Error(t, err)
+	assert.Equal(t, "config file relays.json: databases[1] (stock).database_url: ${STOCK_URL} is unset or empty", err.Error())
 }

@@ -4,6 +4,7 @@
 #
 #   - PostgreSQL from Debian's packages on 127.0.0.1:5432, trust auth for user
 #     postgres over TCP (normal and replication connections), wal_level=logical,
+#     track_commit_timestamp=on (replay orders rows by commit time),
 #     max_replication_slots >= 64 and max_wal_senders >= 64 (tests run many
 #     slots in parallel, one per test database);
 #   - RabbitMQ from Debian's packages on 127.0.0.1:5672, user guest/guest.
@@ -133,14 +134,21 @@ pg_ensure_trust() {
 }
 
 pg_ensure_settings() {
-	local ver=$1 wal slots senders changed=()
+	local ver=$1 wal slots senders commit_ts changed=()
 	wal=$(pg_tcp -c 'SHOW wal_level') || die "SHOW wal_level failed"
+	commit_ts=$(pg_tcp -c 'SHOW track_commit_timestamp') || die "SHOW track_commit_timestamp failed"
 	slots=$(pg_tcp -c 'SHOW max_replication_slots') || die "SHOW max_replication_slots failed"
 	senders=$(pg_tcp -c 'SHOW max_wal_senders') || die "SHOW max_wal_senders failed"
 	if [[ "$wal" != logical ]]; then
 		need_root "setting wal_level"
 		pg_tcp -c 'ALTER SYSTEM SET wal_level = logical' || die "ALTER SYSTEM SET wal_level failed"
 		changed+=("wal_level $wal -> logical")
+	fi
+	# The repair path (cdc-relay replay) selects and orders rows by commit time.
+	if [[ "$commit_ts" != on ]]; then
+		need_root "turning on track_commit_timestamp"
+		pg_tcp -c 'ALTER SYSTEM SET track_commit_timestamp = on' || die "ALTER SYSTEM SET track_commit_timestamp failed"
+		changed+=("track_commit_timestamp $commit_ts -> on")
 	fi
 	if ((slots < MIN_SLOTS)); then
 		need_root "raising max_replication_slots"
@@ -153,7 +161,7 @@ pg_ensure_settings() {
 		changed+=("max_wal_senders $senders -> $MIN_WAL_SENDERS")
 	fi
 	((${#changed[@]} == 0)) && return 0
-	# All three take effect only at server start.
+	# All of them take effect only at server start.
 	local IFS=','
 	pg_restart "$ver" "${changed[*]}"
 	wal=$(pg_tcp -c 'SHOW wal_level')

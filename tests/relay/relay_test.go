@@ -151,7 +151,7 @@ func TestBadConfigSaysWhatToFix(t *testing.T) {
 		t.Cleanup(func() { testenv.DropSlot(t, dbURL, slot) })
 		p := start(t, relayEnv(dbURL, testenv.AMQPURL(t), slot, testenv.NewExchange(t), "CDC_RELAY_PUBLICATION=wrong_pub"), "run")
 		require.Equal(t, 1, p.wait(t, 20*time.Second))
-		assert.Contains(t, p.out.String(), `publication \"wrong_pub\" does not include table public.outbox: ALTER PUBLICATION wrong_pub ADD TABLE public.outbox`)
+		assert.Contains(t, p.out.String(), `publication \"wrong_pub\" does not include table public.outbox: ALTER PUBLICATION \"wrong_pub\" ADD TABLE \"public\".\"outbox\";`)
 	})
 	t.Run("unreachable broker keeps the relay alive and not ready", func(t *testing.T) {
 		dbURL := testenv.NewOutboxDatabase(t)

@@ -65,7 +65,7 @@ const Usage = `  slot list [--json]                      every replication slot:
   slot advance --to LSN|now               move the slot forward (never back), skipping WAL
   publication create | show [--json]      the publication of the outbox table
   doctor [--json]                         check the server and database; exit 1 on errors
-  replay --since TIME [--until TIME]      re-publish outbox rows created in [since, until)
+  replay --since TIME [--until TIME]      re-publish outbox rows committed in [since, until), in commit order
 `
 
 // Run runs one operator command; see the package comment for its contract.
@@ -113,8 +113,8 @@ var commands = []command{
 	{name: "doctor", uses: useDB | useSlot | usePublication | useTable | useJSON, run: runDoctor},
 	{name: "replay", uses: useDB | useAMQP | useTable | useExchange | useJSON, run: runReplay,
 		extra: func(fs *flag.FlagSet, o *options) {
-			fs.StringVar(&o.sinceText, "since", "", "first created_at to replay (inclusive): RFC 3339, a date, or a duration ago such as 2h or 3d (required)")
-			fs.StringVar(&o.untilText, "until", "now", "end of created_at to replay (exclusive), same forms as --since")
+			fs.StringVar(&o.sinceText, "since", "", "commit time of the first transaction to replay (inclusive; created_at without track_commit_timestamp): RFC 3339, a date, or a duration ago such as 2h or 3d (required)")
+			fs.StringVar(&o.untilText, "until", "now", "end of the commit times to replay (exclusive), same forms as --since")
 			fs.IntVar(&o.batchSize, "batch-size", 1000, "rows read per query")
 			fs.BoolVar(&o.dryRun, "dry-run", false, "count the rows, publish nothing")
 		},

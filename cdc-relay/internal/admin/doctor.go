@@ -12,6 +12,7 @@ import (
 
 	"github.com/saga-cdc/saga/cdc-relay/internal/config"
 	"github.com/saga-cdc/saga/cdc-relay/internal/outbox"
+	"github.com/saga-cdc/saga/cdc-relay/internal/replication"
 )
 
 // Level is how bad a finding is. Only LevelError makes doctor exit 1.
@@ -50,10 +51,18 @@ type Facts struct {
 	Superuser   bool
 	Replication bool
 
-	Table          config.Table
-	TableExists    bool
+	// CommitTimestamps is track_commit_timestamp: replay orders and selects
+	// rows by commit time with it, by transaction start without.
+	CommitTimestamps bool
+
+	Table       config.Table
+	TableExists bool
+	// TableKind is pg_class.relkind: r (table) or p (partitioned table).
+	TableKind      string
 	MissingColumns []string
-	CanSelect      bool
+	// HasSeq is whether the table has the insertion-order column.
+	HasSeq    bool
+	CanSelect bool
 	// OutboxHasRows is whether the table holds any row (false when the role
 	// cannot read it).
 	OutboxHasRows bool
@@ -62,6 +71,7 @@ type Facts struct {
 	PublicationExists          bool
 	PublicationPublishesInsert bool
 	PublicationHoldsTable      bool
+	PublicationViaRoot         bool
 
 	// Slot is the relay's slot (--slot); Slots are every slot of the server.
 	Slot  string
@@ -76,7 +86,7 @@ const nearInvalidation = 0.2
 func Evaluate(f Facts) []Finding {
 	var out []Finding
 	for _, rule := range []func(Facts) []Finding{
-		checkWALLevel, checkSlotsCapacity, checkWALSenders, checkKeepSize,
+		checkWALLevel, checkSlotsCapacity, checkWALSenders, checkKeepSize, checkCommitTimestamps,
 		checkRole, checkTable, checkPublication, checkRelaySlot, checkOtherSlots,
 	} {
 		out = append(out, rule(f)...)
@@ -135,6 +145,15 @@ func checkKeepSize(f Facts) []Finding {
 		fmt.Sprintf("max_slot_wal_keep_size is %s: a slot further behind is invalidated (lost)", FormatBytes(f.MaxSlotWALKeepSizeMB<<20)), "")
 }
 
+func checkCommitTimestamps(f Facts) []Finding {
+	if f.CommitTimestamps {
+		return one(LevelOK, "track_commit_timestamp", "track_commit_timestamp is on: replay selects and orders rows by commit time", "")
+	}
+	return one(LevelWarn, "track_commit_timestamp",
+		"track_commit_timestamp is off: after a lost slot, replay can select and order rows only by created_at, their transaction's start, which a long transaction gets wrong",
+		"ALTER SYSTEM SET track_commit_timestamp = on; then restart Postgres")
+}
+
 func checkRole(f Facts) []Finding {
 	role := pgx.Identifier{f.Role}.Sanitize()
 	switch {
@@ -152,14 +171,24 @@ func checkTable(f Facts) []Finding {
 	qualified := pgx.Identifier{f.Table.Schema, f.Table.Name}.Sanitize()
 	if !f.TableExists {
 		return one(LevelError, "table", fmt.Sprintf("table %s does not exist (or the role cannot see its schema)", name),
-			"apply the outbox migration (design §3, migrations/outbox), or set CDC_RELAY_TABLE")
+			"apply the outbox migration (migrations/outbox; docs/contracts.md, \"The outbox table\"), or set CDC_RELAY_TABLE")
 	}
 	var out []Finding
-	if len(f.MissingColumns) > 0 {
+	switch {
+	case f.TableKind != "" && f.TableKind != "r" && f.TableKind != "p":
+		out = append(out, one(LevelError, "table", fmt.Sprintf("%s is not a table (relkind %s): logical replication publishes tables only", name, f.TableKind),
+			"set CDC_RELAY_TABLE to the outbox table")...)
+	case len(f.MissingColumns) > 0:
 		out = append(out, one(LevelError, "table", fmt.Sprintf("table %s lacks outbox column(s) %s", name, strings.Join(f.MissingColumns, ", ")),
-			"alter the table to the outbox schema of design §3")...)
-	} else {
+			"alter the table to the outbox schema of docs/contracts.md, \"The outbox table\"")...)
+	case f.TableKind == "p":
+		out = append(out, one(LevelOK, "table", fmt.Sprintf("table %s is partitioned and has the outbox columns", name), "")...)
+	default:
 		out = append(out, one(LevelOK, "table", fmt.Sprintf("table %s has the outbox columns", name), "")...)
+	}
+	if len(f.MissingColumns) == 0 && !f.HasSeq {
+		out = append(out, one(LevelWarn, "table", fmt.Sprintf("table %s has no %s column: replay keeps the rows of a transaction in physical order, which DELETEs and VACUUM can break", name, replication.SeqColumn),
+			fmt.Sprintf("ALTER TABLE %s ADD COLUMN %s bigint GENERATED ALWAYS AS IDENTITY; (the outbox migration adds it)", qualified, replication.SeqColumn))...)
 	}
 	if !f.CanSelect {
 		out = append(out, one(LevelError, "privileges", fmt.Sprintf("role %s cannot SELECT from %s (pgoutput and replay read it)", f.Role, name),
@@ -175,7 +204,7 @@ func checkPublication(f Facts) []Finding {
 	qualified := pgx.Identifier{f.Table.Schema, f.Table.Name}.Sanitize()
 	if !f.PublicationExists {
 		return one(LevelError, "publication", fmt.Sprintf("publication %s does not exist (the relay creates it at start only if its role may)", f.Publication),
-			createPublicationSQL(f.Publication, f.Table)+" (or: cdc-relay publication create)")
+			createPublicationSQL(f.Publication, f.Table, f.TableKind == "p")+" (or: cdc-relay publication create)")
 	}
 	var out []Finding
 	if !f.PublicationHoldsTable {
@@ -185,6 +214,10 @@ func checkPublication(f Facts) []Finding {
 	if !f.PublicationPublishesInsert {
 		out = append(out, one(LevelError, "publication", fmt.Sprintf("publication %s does not publish inserts", f.Publication),
 			fmt.Sprintf("ALTER PUBLICATION %s SET (publish = 'insert');", pub))...)
+	}
+	if f.TableKind == "p" && !f.PublicationViaRoot {
+		out = append(out, one(LevelError, "publication", fmt.Sprintf("publication %s publishes the partitions of %s under their own names: the relay refuses it", f.Publication, f.Table),
+			fmt.Sprintf("ALTER PUBLICATION %s SET (publish_via_partition_root = true);", pub))...)
 	}
 	if len(out) == 0 {
 		out = one(LevelOK, "publication", fmt.Sprintf("publication %s publishes inserts of %s", f.Publication, f.Table), "")
@@ -197,7 +230,7 @@ func checkRelaySlot(f Facts) []Finding {
 	if i < 0 && f.OutboxHasRows {
 		// The daemon refuses this case: the rows may never have been relayed.
 		return one(LevelError, "slot", fmt.Sprintf("slot %s does not exist but %s holds rows: it was lost (dropped, or missing after a failover), and the relay will not start on it", f.Slot, f.Table),
-			fmt.Sprintf("cdc-relay slot create --slot %s; cdc-relay replay --since <created_at of the last row consumers received>; start the relay (docs/operations.md)", f.Slot))
+			fmt.Sprintf("cdc-relay slot create --slot %s; cdc-relay replay --since <commit time of the last transaction consumers received>; start the relay (docs/operations.md, \"Repairing a lost slot\")", f.Slot))
 	}
 	if i < 0 {
 		return one(LevelWarn, "slot", fmt.Sprintf("slot %s does not exist: the relay creates it at its first start (on an empty outbox)", f.Slot),
@@ -248,7 +281,7 @@ func slotHealth(f Facts, s SlotInfo, own bool) []Finding {
 		where += " (database " + *s.Database + ")"
 	}
 	drop := fmt.Sprintf("SELECT pg_drop_replication_slot('%s');", s.Name)
-	repair := fmt.Sprintf("stop the relay; cdc-relay slot drop --slot %s; cdc-relay slot create --slot %s; cdc-relay replay --since <time of the last relayed row>; start the relay (docs/operations.md)", s.Name, s.Name)
+	repair := fmt.Sprintf("stop the relay; cdc-relay slot drop --slot %s; cdc-relay slot create --slot %s; cdc-relay replay --since <commit time of the last transaction consumers received>; start the relay (docs/operations.md, \"Repairing a lost slot\")", s.Name, s.Name)
 	keepFix := "start or fix its consumer now, or raise max_slot_wal_keep_size: ALTER SYSTEM SET max_slot_wal_keep_size = '<more>'; SELECT pg_reload_conf();"
 	retained := orDash(s.RetainedWALBytes, FormatBytes)
 	switch deref(s.WALStatus) {
@@ -348,12 +381,12 @@ func runDoctor(ctx context.Context, o options, stdout, _ io.Writer) error {
 // view it reads is readable by any role.
 func gatherFacts(ctx context.Context, conn *pgx.Conn, o options) (Facts, error) {
 	f := Facts{Table: o.table, Publication: o.publication, Slot: o.slot}
-	err := conn.QueryRow(ctx, `SELECT current_database()::text, current_setting('wal_level'),
+	err := conn.QueryRow(ctx, `SELECT current_database()::text, current_setting('wal_level'), current_setting('track_commit_timestamp') = 'on',
 			current_setting('max_replication_slots')::int, current_setting('max_wal_senders')::int,
 			(SELECT setting::bigint FROM pg_settings WHERE name = 'max_slot_wal_keep_size'),
 			(SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'walsender')::int,
 			current_user::text, r.rolsuper, r.rolreplication
-		FROM pg_roles r WHERE r.rolname = current_user`).Scan(&f.Database, &f.WALLevel,
+		FROM pg_roles r WHERE r.rolname = current_user`).Scan(&f.Database, &f.WALLevel, &f.CommitTimestamps,
 		&f.MaxReplicationSlots, &f.MaxWALSenders, &f.MaxSlotWALKeepSizeMB, &f.WALSendersInUse,
 		&f.Role, &f.Superuser, &f.Replication)
 	if err != nil {
@@ -362,9 +395,11 @@ func gatherFacts(ctx context.Context, conn *pgx.Conn, o options) (Facts, error) 
 
 	qualified := pgx.Identifier{o.table.Schema, o.table.Name}.Sanitize()
 	var oid *uint32
-	if err := conn.QueryRow(ctx, `SELECT to_regclass($1)::oid`, qualified).Scan(&oid); err != nil {
+	var kind *string
+	if err := conn.QueryRow(ctx, `SELECT c.oid, c.relkind::text FROM (SELECT to_regclass($1)::oid AS oid) t LEFT JOIN pg_class c ON c.oid = t.oid`, qualified).Scan(&oid, &kind); err != nil {
 		return Facts{}, fmt.Errorf("look up table %s: %w", o.table, err)
 	}
+	f.TableKind = deref(kind)
 	if f.TableExists = oid != nil; f.TableExists {
 		rows, err := conn.Query(ctx, `SELECT attname::text FROM pg_attribute WHERE attrelid = $1 AND attnum > 0 AND NOT attisdropped`, *oid)
 		if err != nil {
@@ -379,6 +414,7 @@ func gatherFacts(ctx context.Context, conn *pgx.Conn, o options) (Facts, error) 
 				f.MissingColumns = append(f.MissingColumns, c)
 			}
 		}
+		f.HasSeq = slices.Contains(cols, replication.SeqColumn)
 		if err := conn.QueryRow(ctx, `SELECT has_table_privilege($1::oid, 'SELECT')`, *oid).Scan(&f.CanSelect); err != nil {
 			return Facts{}, fmt.Errorf("read privileges on %s: %w", o.table, err)
 		}
@@ -398,6 +434,7 @@ func gatherFacts(ctx context.Context, conn *pgx.Conn, o options) (Facts, error) 
 		f.PublicationExists = true
 		f.PublicationHoldsTable = p.HoldsOutboxTable
 		f.PublicationPublishesInsert = slices.Contains(p.Operations, "insert")
+		f.PublicationViaRoot = p.ViaRoot
 	}
 
 	if f.Slots, err = querySlots(ctx, conn, ""); err != nil {

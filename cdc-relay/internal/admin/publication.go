@@ -11,6 +11,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/saga-cdc/saga/cdc-relay/internal/config"
+	"github.com/saga-cdc/saga/cdc-relay/internal/replication"
 )
 
 // PublicationInfo is the result of publication show.
@@ -68,9 +69,8 @@ func getPublication(ctx context.Context, conn *pgx.Conn, name string, table conf
 	return p, rows.Err()
 }
 
-func createPublicationSQL(name string, t config.Table) string {
-	return fmt.Sprintf("CREATE PUBLICATION %s FOR TABLE %s WITH (publish = 'insert');",
-		pgx.Identifier{name}.Sanitize(), pgx.Identifier{t.Schema, t.Name}.Sanitize())
+func createPublicationSQL(name string, t config.Table, partitioned bool) string {
+	return replication.PublicationSQL(replication.Target{Publication: name, Schema: t.Schema, Table: t.Name}, partitioned) + ";"
 }
 
 func runPublicationShow(ctx context.Context, o options, stdout, _ io.Writer) error {
@@ -81,7 +81,7 @@ func runPublicationShow(ctx context.Context, o options, stdout, _ io.Writer) err
 	defer conn.Close(context.WithoutCancel(ctx))
 	p, err := getPublication(ctx, conn, o.publication, o.table)
 	if errors.Is(err, errNoPublication) {
-		return fmt.Errorf("show publication %q: %w: create it with cdc-relay publication create, or: %s", o.publication, err, createPublicationSQL(o.publication, o.table))
+		return fmt.Errorf("show publication %q: %w: create it with cdc-relay publication create, or: %s", o.publication, err, createPublicationSQL(o.publication, o.table, false))
 	}
 	if err != nil {
 		return fmt.Errorf("show publication %q: %w", o.publication, err)
@@ -126,32 +126,28 @@ type PublicationCreated struct {
 }
 
 // runPublicationCreate creates the publication as the daemon does (inserts
-// of the outbox table only). An existing publication that holds the table and
-// publishes inserts is accepted; one that does not is refused with the
-// statement that fixes it, rather than altered behind the owner's back.
+// of the outbox table only, via the partition root for a partitioned table).
+// An existing publication that holds the table and publishes inserts is
+// accepted; one that does not is refused with the statement that fixes it,
+// rather than altered behind the owner's back.
 func runPublicationCreate(ctx context.Context, o options, stdout, _ io.Writer) error {
 	conn, err := connect(ctx, o.databaseURL)
 	if err != nil {
 		return fmt.Errorf("create publication %q: %w", o.publication, err)
 	}
 	defer conn.Close(context.WithoutCancel(ctx))
-	r := PublicationCreated{Publication: o.publication, Table: o.table.String()}
-	p, err := getPublication(ctx, conn, o.publication, o.table)
-	switch {
-	case errors.Is(err, errNoPublication):
-		stmt := createPublicationSQL(o.publication, o.table)
-		if _, err := conn.Exec(ctx, stmt); err != nil {
-			return fmt.Errorf("create publication %q (%s; it needs CREATE on the database and ownership of the table): %w", o.publication, stmt, err)
-		}
-		r.Created = true
-	case err != nil:
+	t := replication.Target{Publication: o.publication, Schema: o.table.Schema, Table: o.table.Name}
+	tab, err := replication.CheckTable(ctx, conn, t)
+	if err != nil {
 		return fmt.Errorf("create publication %q: %w", o.publication, err)
-	case !p.HoldsOutboxTable:
-		return fmt.Errorf("create publication %q: %w: it exists without table %s: ALTER PUBLICATION %s ADD TABLE %s;",
-			o.publication, ErrRefused, o.table, pgx.Identifier{o.publication}.Sanitize(), pgx.Identifier{o.table.Schema, o.table.Name}.Sanitize())
-	case !slices.Contains(p.Operations, "insert"):
-		return fmt.Errorf("create publication %q: %w: it exists but does not publish inserts: ALTER PUBLICATION %s SET (publish = 'insert');",
-			o.publication, ErrRefused, pgx.Identifier{o.publication}.Sanitize())
+	}
+	r := PublicationCreated{Publication: o.publication, Table: o.table.String()}
+	r.Created, err = replication.EnsurePublication(ctx, conn, t, tab.Partitioned)
+	if errors.Is(err, replication.ErrFatal) {
+		return fmt.Errorf("create publication %q: %w: %w", o.publication, ErrRefused, err)
+	}
+	if err != nil {
+		return fmt.Errorf("create publication %q: %w", o.publication, err)
 	}
 	if o.json {
 		return writeJSON(stdout, r)

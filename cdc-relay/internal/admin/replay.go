@@ -12,15 +12,24 @@ import (
 
 	"github.com/saga-cdc/saga/cdc-relay/internal/outbox"
 	"github.com/saga-cdc/saga/cdc-relay/internal/publisher"
+	"github.com/saga-cdc/saga/cdc-relay/internal/replication"
 )
 
 // Replayed is the result of replay.
 type Replayed struct {
-	// Since and Until bound created_at: since inclusive, until exclusive.
+	// Since and Until bound the commit time of the rows' transactions (their
+	// created_at when the server does not track commit timestamps): since
+	// inclusive, until exclusive.
 	Since time.Time `json:"since"`
 	Until time.Time `json:"until"`
+	// Order says how rows were selected and ordered (replication.RowOrder).
+	Order string `json:"order"`
 	// Rows is the number of rows published and confirmed (counted, with DryRun).
 	Rows int `json:"rows"`
+	// FirstCommitted and LastCommitted are the commit times of the first and
+	// last row replayed.
+	FirstCommitted *time.Time `json:"first_committed_at"`
+	LastCommitted  *time.Time `json:"last_committed_at"`
 	// First and Last are the created_at of the first and last row replayed.
 	First *time.Time `json:"first_created_at"`
 	Last  *time.Time `json:"last_created_at"`
@@ -31,33 +40,41 @@ type Replayed struct {
 	DryRun         bool   `json:"dry_run"`
 }
 
-// runReplay re-publishes the outbox rows created in [since, until) with the
-// daemon's own mapping (outbox.Message, same source), so each message is the
-// one the stream would have sent, message_id included, and consumers' dedup
-// absorbs any overlap with what was already delivered.
+// runReplay re-publishes the outbox rows whose transaction committed in
+// [since, until) with the daemon's own mapping (outbox.Message, same source),
+// so each message is the one the stream would have sent, message_id
+// included, and consumers' dedup absorbs any overlap with what was already
+// delivered.
 //
-// Order is (created_at, ctid). created_at is now() of the inserting
-// transaction (its start time), so rows of one transaction share it; within
-// it, ctid (the row's physical place) follows insertion order as long as the
-// rows were appended to the heap, which is how an append-only outbox grows
-// (id, a random uuid, would shuffle them). Transactions are ordered by
-// start, not commit: close to, but not exactly, the order the stream
-// delivers; consumers are idempotent by state as well as by message id.
-//
-// Rows are read in pages by keyset (created_at, ctid), each page its own short
-// query: memory stays bounded by --batch-size plus the publish window, and no
-// long transaction holds back vacuum on the service's database.
+// The order is the stream's as far as the table keeps it
+// (replication.RowOrder): transactions by commit time when
+// track_commit_timestamp is on, rows of a transaction by the seq column when
+// the table has it. Without track_commit_timestamp rows are selected and
+// ordered by created_at, the transaction's start: a warning says how to
+// widen --since. Rows are read through one cursor in a read-only REPEATABLE
+// READ transaction, --batch-size at a time: memory stays bounded by the
+// batch and the publish window, and every row is of one snapshot.
 func runReplay(ctx context.Context, o options, stdout, stderr io.Writer) error {
 	conn, err := connect(ctx, o.databaseURL)
 	if err != nil {
 		return fmt.Errorf("replay: %w", err)
 	}
 	defer conn.Close(context.WithoutCancel(ctx))
-	r := Replayed{Since: o.since.UTC(), Until: o.until.UTC(), Exchange: o.exchange, DryRun: o.dryRun}
+	t := replication.Target{Schema: o.table.Schema, Table: o.table.Name}
+	order, err := replayOrder(ctx, conn, t, stderr)
+	if err != nil {
+		return fmt.Errorf("replay: %w", err)
+	}
+	r := Replayed{Since: o.since.UTC(), Until: o.until.UTC(), Order: order.Describe(), Exchange: o.exchange, DryRun: o.dryRun}
+	tx, err := conn.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly})
+	if err != nil {
+		return fmt.Errorf("replay: %w", err)
+	}
+	defer tx.Rollback(context.WithoutCancel(ctx))
 	if o.dryRun {
-		err = countRows(ctx, conn, o, &r)
+		err = countRows(ctx, tx, t, order, o, &r)
 	} else {
-		err = replayRows(ctx, conn, o, &r, stderr)
+		err = replayRows(ctx, tx, t, order, o, &r, stderr)
 	}
 	if err != nil {
 		return err
@@ -70,80 +87,50 @@ func runReplay(ctx context.Context, o options, stdout, stderr io.Writer) error {
 		verb = "would replay"
 	}
 	span := ""
-	if r.First != nil {
-		span = fmt.Sprintf(", created from %s to %s", r.First.UTC().Format(time.RFC3339Nano), r.Last.UTC().Format(time.RFC3339Nano))
+	if r.FirstCommitted != nil {
+		span = fmt.Sprintf(", committed from %s to %s", r.FirstCommitted.UTC().Format(time.RFC3339Nano), r.LastCommitted.UTC().Format(time.RFC3339Nano))
 	}
 	_, err = fmt.Fprintf(stdout, "%s %d row(s) of %s%s to exchange %q\n", verb, r.Rows, o.table, span, o.exchange)
 	return err
 }
 
-func countRows(ctx context.Context, conn *pgx.Conn, o options, r *Replayed) error {
-	q := fmt.Sprintf(`SELECT count(*), min(created_at), max(created_at) FROM %s WHERE created_at >= $1 AND created_at < $2`,
-		pgx.Identifier{o.table.Schema, o.table.Name}.Sanitize())
-	if err := conn.QueryRow(ctx, q, o.since, o.until).Scan(&r.Rows, &r.First, &r.Last); err != nil {
+// replayOrder is the best order the table and server allow, with a warning
+// for each thing that makes it worse than the stream's.
+func replayOrder(ctx context.Context, conn *pgx.Conn, t replication.Target, stderr io.Writer) (replication.RowOrder, error) {
+	tab, err := replication.CheckTable(ctx, conn, t)
+	if err != nil {
+		return replication.RowOrder{}, err
+	}
+	var commitTS string
+	if err := conn.QueryRow(ctx, `SELECT current_setting('track_commit_timestamp')`).Scan(&commitTS); err != nil {
+		return replication.RowOrder{}, err
+	}
+	order := replication.RowOrder{CommitTimestamps: commitTS == "on", Seq: tab.HasSeq}
+	if !order.CommitTimestamps {
+		fmt.Fprintln(stderr, "cdc-relay: warning: track_commit_timestamp is off: rows are selected and ordered by created_at, their transaction's start, "+
+			"so a transaction that started before --since and committed after it is left out: pass a --since earlier by the longest a transaction runs "+
+			"(consumers dedup the extra rows), and turn it on for the next time: ALTER SYSTEM SET track_commit_timestamp = on; then restart Postgres")
+	}
+	if !order.Seq {
+		fmt.Fprintf(stderr, "cdc-relay: warning: %s has no %s column: rows of one transaction are replayed in physical order, which a table that DELETEs and VACUUM reuse can break: "+
+			"ALTER TABLE %s ADD COLUMN %s bigint GENERATED ALWAYS AS IDENTITY;\n", t, replication.SeqColumn, pgx.Identifier{t.Schema, t.Table}.Sanitize(), replication.SeqColumn)
+	}
+	return order, nil
+}
+
+func countRows(ctx context.Context, tx pgx.Tx, t replication.Target, order replication.RowOrder, o options, r *Replayed) error {
+	c := order.Committed()
+	q := fmt.Sprintf(`SELECT count(*), min(%[1]s), max(%[1]s), min(created_at), max(created_at) FROM %[2]s WHERE %[1]s >= $1 AND %[1]s < $2`,
+		c, pgx.Identifier{t.Schema, t.Table}.Sanitize())
+	if err := tx.QueryRow(ctx, q, o.since, o.until).Scan(&r.Rows, &r.FirstCommitted, &r.LastCommitted, &r.First, &r.Last); err != nil {
 		return fmt.Errorf("replay: count rows of %s: %w", o.table, err)
 	}
 	return nil
 }
 
-// page holds the queries of the first page and of every page after the
-// cursor (created_at, ctid) of the previous one.
-type page struct {
-	first, next string
-}
-
-func pageQueries(o options) page {
-	// ctid is selected under another name: ORDER BY ctid would otherwise
-	// sort by the output column, the text "(0,10)" before "(0,9)".
-	cols := `SELECT id::text, aggregate_type, aggregate_id, event_type, routing_key, payload::text, headers::text, created_at, ctid::text AS row_ctid FROM ` +
-		pgx.Identifier{o.table.Schema, o.table.Name}.Sanitize()
-	return page{
-		first: cols + ` WHERE created_at >= $1 AND created_at < $2 ORDER BY created_at, ctid LIMIT $3`,
-		// created_at >= $4 repeats the row comparison's leading column so
-		// the created_at index bounds the scan.
-		next: cols + ` WHERE created_at >= $1 AND created_at < $2 AND created_at >= $4 AND (created_at, ctid) > ($4, $5::tid)
-			ORDER BY created_at, ctid LIMIT $3`,
-	}
-}
-
-// cursor is the keyset position after a page.
-type cursor struct {
-	createdAt time.Time
-	ctid      string
-}
-
-func readPage(ctx context.Context, conn *pgx.Conn, q page, o options, after *cursor, buf []outbox.Row) ([]outbox.Row, cursor, error) {
-	var rows pgx.Rows
-	var err error
-	if after == nil {
-		rows, err = conn.Query(ctx, q.first, o.since, o.until, o.batchSize)
-	} else {
-		rows, err = conn.Query(ctx, q.next, o.since, o.until, o.batchSize, after.createdAt, after.ctid)
-	}
-	if err != nil {
-		return nil, cursor{}, err
-	}
-	defer rows.Close()
-	buf = buf[:0]
-	var last cursor
-	for rows.Next() {
-		var row outbox.Row
-		var payload, headers string
-		if err := rows.Scan(&row.ID, &row.AggregateType, &row.AggregateID, &row.EventType, &row.RoutingKey, &payload, &headers, &row.CreatedAt, &last.ctid); err != nil {
-			return nil, cursor{}, err
-		}
-		// jsonb's text output is what pgoutput sends for the column, so the
-		// body is byte for byte the streamed one.
-		row.Payload, row.Headers = []byte(payload), []byte(headers)
-		last.createdAt = row.CreatedAt
-		buf = append(buf, row)
-	}
-	return buf, last, rows.Err()
-}
-
-func replayRows(ctx context.Context, conn *pgx.Conn, o options, r *Replayed, stderr io.Writer) error {
+func replayRows(ctx context.Context, tx pgx.Tx, t replication.Target, order replication.RowOrder, o options, r *Replayed, stderr io.Writer) error {
 	var db string
-	if err := conn.QueryRow(ctx, `SELECT current_database()`).Scan(&db); err != nil {
+	if err := tx.QueryRow(ctx, `SELECT current_database()`).Scan(&db); err != nil {
 		return fmt.Errorf("replay: %w", err)
 	}
 	source := outbox.Source(db, o.table.String())
@@ -154,51 +141,45 @@ func replayRows(ctx context.Context, conn *pgx.Conn, o options, r *Replayed, std
 	}
 	defer pub.Close()
 
-	t := newTally()
+	tl := newTally()
 	g, gctx := errgroup.WithContext(ctx)
 	confirmCtx, stopConfirms := context.WithCancel(gctx)
 	defer stopConfirms()
-	g.Go(func() error { return pub.Confirms(confirmCtx, t) })
+	g.Go(func() error { return pub.Confirms(confirmCtx, tl) })
 	published := 0
 	g.Go(func() error {
 		defer stopConfirms()
-		q := pageQueries(o)
-		var buf []outbox.Row
-		var after *cursor
-		for {
-			rows, last, err := readPage(gctx, conn, q, o, after, buf)
-			if err != nil {
-				return fmt.Errorf("read rows of %s: %w", o.table, err)
+		err := replication.ReadRows(gctx, tx, t, order, replication.Window{Since: o.since, Until: o.until}, o.batchSize, func(row replication.StoredRow) error {
+			msg, warn := outbox.Message(row.Row, source)
+			if warn != nil {
+				r.InvalidHeaders++
+				fmt.Fprintf(stderr, "cdc-relay: warning: %v; sent with the raw headers under %s, as the relay does\n", warn, outbox.HeaderInvalidHeaders)
 			}
-			for _, row := range rows {
-				msg, warn := outbox.Message(row, source)
-				if warn != nil {
-					r.InvalidHeaders++
-					fmt.Fprintf(stderr, "cdc-relay: warning: %v; sent with the raw headers under %s, as the relay does\n", warn, outbox.HeaderInvalidHeaders)
-				}
-				if err := pub.Acquire(gctx); err != nil {
-					return err
-				}
-				if _, err := pub.Publish(gctx, row.RoutingKey, msg, row.CreatedAt); err != nil {
-					return err
-				}
-				published++
-				if r.First == nil {
-					first := row.CreatedAt
-					r.First = &first
-				}
-				last := row.CreatedAt
-				r.Last = &last
+			if err := outbox.Check(row.Row, msg, pub.FrameMax()); err != nil {
+				return fmt.Errorf("%w; the relay parks such a row with CDC_RELAY_POISON=park, replay does not publish it", err)
 			}
-			if len(rows) < o.batchSize {
-				break
+			if err := pub.Acquire(gctx); err != nil {
+				return err
 			}
-			after, buf = &last, rows
+			if _, err := pub.Publish(gctx, row.RoutingKey, msg, row.Committed); err != nil {
+				return err
+			}
+			published++
+			if r.First == nil {
+				first, committed := row.CreatedAt, row.Committed
+				r.First, r.FirstCommitted = &first, &committed
+			}
+			last, committed := row.CreatedAt, row.Committed
+			r.Last, r.LastCommitted = &last, &committed
+			return nil
+		})
+		if err != nil {
+			return err
 		}
-		return t.wait(gctx, published)
+		return tl.wait(gctx, published)
 	})
 	if err := g.Wait(); err != nil {
-		return fmt.Errorf("replay: %d row(s) published, %d confirmed (rerunning is safe: consumers dedup by message id): %w", published, t.count(), err)
+		return fmt.Errorf("replay: %d row(s) published, %d confirmed (rerunning is safe: consumers dedup by message id): %w", published, tl.count(), err)
 	}
 	r.Rows = published
 	return nil

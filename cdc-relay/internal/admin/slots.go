@@ -125,17 +125,14 @@ type SlotCreated struct {
 }
 
 // runSlotCreate prepares the database as the daemon does at start
-// (replication.CreateSlot: wal_level and table checked, the publication
-// created before the slot when missing), except that, unlike the daemon, it
-// creates a missing slot even when the outbox already holds rows: the
-// operator has decided, typically in the repair of §4.6 before a replay. An
-// existing fit slot is not an error, so the repair steps can be rerun.
+// (replication.Prepare: wal_level and table checked, the publication created
+// when missing), then, unlike the daemon, creates a missing slot even when
+// the outbox already holds rows: the operator has decided, typically in the
+// repair of a lost slot before a replay (docs/operations.md). It takes the
+// slot's lock first, as relays do, so it cannot race a relay's first start.
+// An existing fit slot is not an error, so the repair steps can be rerun.
 func runSlotCreate(ctx context.Context, o options, stdout, _ io.Writer) error {
-	s, err := replication.CreateSlot(ctx, o.databaseURL, replication.Target{
-		Slot: o.slot, Publication: o.publication, Schema: o.table.Schema, Table: o.table.Name,
-	})
-	r := SlotCreated{Slot: s.Name, Database: s.Database, Publication: o.publication,
-		ConfirmedFlushLSN: s.ConfirmedFlush.String(), Created: s.Created}
+	r, err := createSlot(ctx, o)
 	if errors.Is(err, replication.ErrSlotActive) {
 		// It exists and a relay streams it: as fit as it gets.
 		r, err = existingSlot(ctx, o)
@@ -152,6 +149,39 @@ func runSlotCreate(ctx context.Context, o options, stdout, _ io.Writer) error {
 		_, err = fmt.Fprintf(stdout, "slot %q already exists in database %q at %s\n", r.Slot, r.Database, r.ConfirmedFlushLSN)
 	}
 	return err
+}
+
+func createSlot(ctx context.Context, o options) (SlotCreated, error) {
+	conn, err := connect(ctx, o.databaseURL)
+	if err != nil {
+		return SlotCreated{}, err
+	}
+	defer conn.Close(context.WithoutCancel(ctx))
+	locked, err := replication.Lock(ctx, conn, o.slot)
+	if err != nil {
+		return SlotCreated{}, err
+	}
+	if !locked {
+		return SlotCreated{}, fmt.Errorf("%w: a relay holds the lock of slot %q (it is creating or streaming it)", replication.ErrSlotActive, o.slot)
+	}
+	t := replication.Target{Slot: o.slot, Publication: o.publication, Schema: o.table.Schema, Table: o.table.Name}
+	p, err := replication.Prepare(ctx, conn, t)
+	if err != nil {
+		return SlotCreated{}, err
+	}
+	r := SlotCreated{Slot: o.slot, Database: p.Database, Publication: o.publication, ConfirmedFlushLSN: p.Slot.ConfirmedFlush.String()}
+	if p.Slot.Exists {
+		return r, nil
+	}
+	lsn, err := replication.CreateSlotSQL(ctx, conn, o.slot)
+	if isCode(err, "42710") { // created meanwhile
+		return existingSlot(ctx, o)
+	}
+	if err != nil {
+		return SlotCreated{}, err
+	}
+	r.ConfirmedFlushLSN, r.Created = lsn.String(), true
+	return r, nil
 }
 
 func existingSlot(ctx context.Context, o options) (SlotCreated, error) {

@@ -24,6 +24,7 @@ package checkpoint
 import (
 	"fmt"
 	"sync"
+	"time"
 
 	"github.com/jackc/pglogrepl"
 )
@@ -54,13 +55,15 @@ type Tracker struct {
 	// never counted as confirmed, so confirmed can never pass them.
 	failed map[uint64]struct{}
 
-	confirmedMsgs uint64 // messages whose transaction was acknowledged, for callers' pacing
+	confirmedMsgs uint64    // messages whose transaction was acknowledged, for callers' pacing
+	confirmedAt   time.Time // commit time of the last acknowledged transaction
 }
 
 type txn struct {
 	end     LSN    // end LSN of the commit record
 	lastSeq uint64 // last message of this or an earlier transaction
 	msgs    int
+	at      time.Time // commit time
 }
 
 // New returns a Tracker that starts at the slot's confirmed_flush_lsn.
@@ -111,8 +114,8 @@ func (t *Tracker) Published(seq uint64) error {
 
 // Commit closes the open transaction; end is its TransactionEndLSN (the end
 // of the commit record, not the commit record's start: acking the start would
-// make Postgres send the transaction again).
-func (t *Tracker) Commit(end LSN) error {
+// make Postgres send the transaction again), at its commit time.
+func (t *Tracker) Commit(end LSN, at time.Time) error {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if !t.open {
@@ -127,9 +130,9 @@ func (t *Tracker) Commit(end LSN) error {
 		// at most one entry per transaction with a message in flight, and
 		// stays bounded by the window however many empty transactions pass
 		// behind an unconfirmed message.
-		t.pending[n-1].end = end
+		t.pending[n-1].end, t.pending[n-1].at = end, at
 	} else {
-		t.pending = append(t.pending, txn{end: end, lastSeq: t.lastSeq, msgs: t.openLen})
+		t.pending = append(t.pending, txn{end: end, lastSeq: t.lastSeq, msgs: t.openLen, at: at})
 	}
 	t.advance()
 	return nil
@@ -199,6 +202,9 @@ func (t *Tracker) advance() {
 	for ; n < len(t.pending) && t.pending[n].lastSeq < t.next; n++ {
 		t.confirmed = max(t.confirmed, t.pending[n].end)
 		t.confirmedMsgs += uint64(t.pending[n].msgs)
+		if !t.pending[n].at.IsZero() {
+			t.confirmedAt = t.pending[n].at
+		}
 	}
 	if n > 0 {
 		t.pending = append(t.pending[:0], t.pending[n:]...)
@@ -231,6 +237,12 @@ type Positions struct {
 	Unacked int
 	// ConfirmedMessages counts messages of acknowledged transactions since the tracker began.
 	ConfirmedMessages uint64
+	// ConfirmedCommit is the commit time of the last acknowledged
+	// transaction (zero before the first): every transaction committed
+	// before it reached the broker.
+	ConfirmedCommit time.Time
+	// Open is whether a transaction is being read (BEGIN seen, COMMIT not yet).
+	Open bool
 }
 
 // Idle reports whether nothing is open or waiting for the broker.
@@ -251,5 +263,7 @@ func (t *Tracker) Positions() Positions {
 		InFlight:          t.lastSeq - (t.next - 1) - t.aheadPublished(),
 		Unacked:           unacked,
 		ConfirmedMessages: t.confirmedMsgs,
+		ConfirmedCommit:   t.confirmedAt,
+		Open:              t.open,
 	}
 }

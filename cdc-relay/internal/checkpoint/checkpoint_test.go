@@ -2,6 +2,7 @@ package checkpoint
 
 import (
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -182,7 +183,7 @@ func TestTrackerConfirmedPosition(t *testing.T) {
 				case s.publish != 0:
 					require.NoError(t, tr.Published(s.publish), "step %d", i)
 				case s.commit != 0:
-					require.NoError(t, tr.Commit(s.commit), "step %d", i)
+					require.NoError(t, tr.Commit(s.commit, time.Time{}), "step %d", i)
 				case s.confirm != 0:
 					tr.Confirm(s.confirm, s.multiple)
 				case s.fail != 0:
@@ -207,7 +208,7 @@ func TestTrackerRejectsProtocolViolations(t *testing.T) {
 		run  func(*Tracker) error
 	}{
 		{"message outside a transaction", func(tr *Tracker) error { return tr.Published(1) }},
-		{"commit without begin", func(tr *Tracker) error { return tr.Commit(10) }},
+		{"commit without begin", func(tr *Tracker) error { return tr.Commit(10, time.Time{}) }},
 		{"begin twice", func(tr *Tracker) error { _ = tr.Begin(); return tr.Begin() }},
 		{"tags going backwards", func(tr *Tracker) error {
 			_ = tr.Begin()
@@ -228,10 +229,13 @@ func TestTrackerCountsConfirmedMessages(t *testing.T) {
 	for seq := uint64(1); seq <= 3; seq++ {
 		require.NoError(t, tr.Published(seq))
 	}
-	require.NoError(t, tr.Commit(50))
+	at := time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC)
+	require.NoError(t, tr.Commit(50, at))
+	assert.True(t, tr.Positions().ConfirmedCommit.IsZero(), "not confirmed yet")
 	tr.Confirm(3, true)
 	p := tr.Positions()
 	assert.Equal(t, uint64(3), p.ConfirmedMessages)
+	assert.Equal(t, at, p.ConfirmedCommit)
 	assert.True(t, p.Idle())
 }
 
@@ -242,12 +246,12 @@ func TestTrackerStaysBoundedBehindAnUnconfirmedMessage(t *testing.T) {
 	tr := New(1)
 	require.NoError(t, tr.Begin())
 	require.NoError(t, tr.Published(1))
-	require.NoError(t, tr.Commit(100))
+	require.NoError(t, tr.Commit(100, time.Time{}))
 	end := LSN(100)
 	for range 1_000_000 {
 		end += 10
 		require.NoError(t, tr.Begin())
-		require.NoError(t, tr.Commit(end))
+		require.NoError(t, tr.Commit(end, time.Time{}))
 		tr.Keepalive(end)
 	}
 	assert.Equal(t, 1, len(tr.pending), "pending entries")

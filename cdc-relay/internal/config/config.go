@@ -51,7 +51,19 @@ type Config struct {
 	LogFormat string
 	// LogLevel is debug, info, warn or error.
 	LogLevel slog.Level
+	// Poison is what the relay does with an outbox row that can never be
+	// published (a field over an AMQP limit, a body over the broker's
+	// max_message_size): PoisonStop stops the relay naming the row,
+	// PoisonPark publishes a small envelope of it to the queue
+	// "<exchange>.poison" and goes on.
+	Poison string
 }
+
+// Values of Config.Poison.
+const (
+	PoisonStop = "stop"
+	PoisonPark = "park"
+)
 
 // Table is a schema-qualified table name.
 type Table struct {
@@ -73,6 +85,7 @@ const (
 	DefaultHeartbeatInterval = 10 * time.Second
 	DefaultLogFormat         = "json"
 	DefaultLogLevel          = "info"
+	DefaultPoison            = PoisonStop
 
 	// maxMaxInFlight caps the window: amqp091 keeps a record per unconfirmed
 	// message and the relay's memory must stay bounded by the window.
@@ -114,6 +127,7 @@ var options = []option{
 	{"CDC_RELAY_HEARTBEAT_INTERVAL", "heartbeat-interval", DefaultHeartbeatInterval.String(), "status and heartbeat interval"},
 	{"CDC_RELAY_LOG_FORMAT", "log-format", DefaultLogFormat, "json or text"},
 	{"CDC_RELAY_LOG_LEVEL", "log-level", DefaultLogLevel, "debug, info, warn or error"},
+	{"CDC_RELAY_POISON", "poison", DefaultPoison, "a row that can never be published: stop (the relay, naming it) or park (in queue <exchange>.poison)"},
 	{"CDC_RELAY_CONFIG", "config", "", "JSON file listing several databases to relay from one process (see docs/operations.md)"},
 }
 
@@ -181,6 +195,7 @@ func parse(name string, args []string, getenv func(string) string, usage io.Writ
 		Exchange:    get("CDC_RELAY_EXCHANGE"),
 		HTTPAddr:    get("CDC_RELAY_HTTP_ADDR"),
 		LogFormat:   get("CDC_RELAY_LOG_FORMAT"),
+		Poison:      get("CDC_RELAY_POISON"),
 	}
 	if t, err := ParseTable(get("CDC_RELAY_TABLE")); err != nil {
 		bad("CDC_RELAY_TABLE", err.Error())
@@ -268,6 +283,15 @@ func (c Config) Validate() error {
 	if c.LogFormat != "json" && c.LogFormat != "text" {
 		bad("CDC_RELAY_LOG_FORMAT", "log-format", fmt.Sprintf("%q is not json or text", c.LogFormat))
 	}
+	switch c.Poison {
+	case PoisonStop:
+	case PoisonPark:
+		if len(c.Exchange) > 255-len(".poison") {
+			bad("CDC_RELAY_EXCHANGE", "exchange", fmt.Sprintf("is over %d characters: with CDC_RELAY_POISON=park its parking queue %q must fit AMQP's 255", 255-len(".poison"), c.Exchange+".poison"))
+		}
+	default:
+		bad("CDC_RELAY_POISON", "poison", fmt.Sprintf("%q is not stop or park", c.Poison))
+	}
 	return errors.Join(errs...)
 }
 
@@ -285,6 +309,7 @@ func (c Config) LogValue() slog.Value {
 		slog.Duration("heartbeat_interval", c.HeartbeatInterval),
 		slog.String("log_format", c.LogFormat),
 		slog.String("log_level", c.LogLevel.String()),
+		slog.String("poison", c.Poison),
 	)
 }
 

@@ -47,6 +47,7 @@ func TestParseDefaults(t *testing.T) {
 		HeartbeatInterval: 10 * time.Second,
 		LogFormat:         "json",
 		LogLevel:          slog.LevelInfo,
+		Poison:            "stop",
 	}, c)
 }
 
@@ -60,6 +61,10 @@ func TestFlagsOverrideEnvironment(t *testing.T) {
 	assert.Equal(t, Table{Schema: "events", Name: "outbox"}, c.Table)
 	assert.Equal(t, "env_x", c.Exchange, "env applies where no flag is given")
 	assert.Equal(t, slog.LevelDebug, c.LogLevel)
+
+	c, err = Parse("cdc-relay run", []string{"--poison", "park"}, env(required), io.Discard)
+	require.NoError(t, err)
+	assert.Equal(t, PoisonPark, c.Poison)
 }
 
 func TestParseErrorsNameTheVariable(t *testing.T) {
@@ -84,6 +89,8 @@ func TestParseErrorsNameTheVariable(t *testing.T) {
 		{"heartbeat too short", with(map[string]string{"CDC_RELAY_HEARTBEAT_INTERVAL": "1ms"}), nil, []string{"CDC_RELAY_HEARTBEAT_INTERVAL", "out of range"}},
 		{"log format", with(map[string]string{"CDC_RELAY_LOG_FORMAT": "xml"}), nil, []string{"CDC_RELAY_LOG_FORMAT"}},
 		{"log level", with(map[string]string{"CDC_RELAY_LOG_LEVEL": "loud"}), nil, []string{"CDC_RELAY_LOG_LEVEL"}},
+		{"poison", with(map[string]string{"CDC_RELAY_POISON": "skip"}), nil, []string{"CDC_RELAY_POISON (--poison)", `"skip" is not stop or park`}},
+		{"poison queue name too long", with(map[string]string{"CDC_RELAY_POISON": "park", "CDC_RELAY_EXCHANGE": strings.Repeat("x", 250)}), nil, []string{"CDC_RELAY_EXCHANGE", "parking queue"}},
 		{"unknown flag", with(nil), []string{"--nope"}, []string{"nope"}},
 		{"stray argument", with(nil), []string{"extra"}, []string{`unexpected argument "extra"`}},
 	}

@@ -1,4 +1,4 @@
-// Package metrics exposes the relay's Prometheus metrics (design §4.5). It
+// Package metrics exposes the relay's Prometheus metrics (docs/contracts.md, "Observability"). It
 // implements relay.Observer beside the core, so the relay's packages do not
 // import Prometheus.
 package metrics
@@ -48,6 +48,7 @@ type Metrics struct {
 	returned        prometheus.Counter
 	nacked          prometheus.Counter
 	invalidRows     prometheus.Counter
+	parked          *prometheus.CounterVec
 	publishConfirm  prometheus.Histogram
 	commitToConfirm prometheus.Histogram
 	receivedLSN     prometheus.Gauge
@@ -90,6 +91,9 @@ func (r *Registry) Relay(slot string) *Metrics {
 			Help: "Messages the broker nacked; the relay does not ack past them.", ConstLabels: labels}),
 		invalidRows: prometheus.NewCounter(prometheus.CounterOpts{Name: "cdc_relay_rows_invalid_total",
 			Help: "Outbox rows whose headers column was not a JSON object (sent with the raw text as a header).", ConstLabels: labels}),
+		parked: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "cdc_relay_events_parked_total",
+			Help:        "Messages parked instead of delivered, by reason: poison (a row that can never be published, in <exchange>.poison) or unroutable (in <exchange>.unroutable).",
+			ConstLabels: labels}, []string{"reason"}),
 		publishConfirm: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "cdc_relay_publish_confirm_seconds",
 			Help: "Time from publish to broker confirm.", Buckets: latencyBuckets, ConstLabels: labels}),
 		commitToConfirm: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "cdc_relay_commit_to_confirm_seconds",
@@ -113,13 +117,16 @@ func (r *Registry) Relay(slot string) *Metrics {
 		walStatus: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "cdc_relay_slot_wal_status",
 			Help: "1 for the slot's current wal_status (reserved, extended, unreserved, lost).", ConstLabels: labels}, []string{"status"}),
 	}
-	for _, c := range []prometheus.Collector{m.published, m.confirmed, m.returned, m.nacked, m.invalidRows,
+	for _, c := range []prometheus.Collector{m.published, m.confirmed, m.returned, m.nacked, m.invalidRows, m.parked,
 		m.publishConfirm, m.commitToConfirm, m.receivedLSN, m.confirmedLSN, m.serverWALEnd, m.lagBytes,
 		m.reconnects, m.ready, m.retainedWAL, m.safeWALSize, m.walStatus} {
 		f(c)
 	}
 	for _, t := range []string{"broker", "database"} {
 		m.reconnects.WithLabelValues(t)
+	}
+	for _, r := range []string{"poison", "unroutable"} {
+		m.parked.WithLabelValues(r)
 	}
 	f(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "cdc_relay_heartbeat_age_seconds",
 		Help: "Seconds since a heartbeat last came back through the stream (0 before the first).", ConstLabels: labels},
@@ -165,6 +172,9 @@ func (m *Metrics) Failed(reason string) {
 
 // InvalidRow implements relay.Observer.
 func (m *Metrics) InvalidRow() { m.invalidRows.Inc() }
+
+// Parked implements relay.Observer.
+func (m *Metrics) Parked(reason string) { m.parked.WithLabelValues(reason).Inc() }
 
 // Positions implements relay.Observer.
 func (m *Metrics) Positions(received, confirmed, serverEnd checkpoint.LSN) {

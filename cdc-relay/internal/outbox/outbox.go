@@ -77,7 +77,7 @@ func NewLayout(rel *pglogrepl.RelationMessage) (Layout, error) {
 		}
 	}
 	if len(missing) > 0 {
-		return Layout{}, fmt.Errorf("%w: %s.%s lacks column(s) %s (see design §3)", ErrSchema, rel.Namespace, rel.RelationName, strings.Join(missing, ", "))
+		return Layout{}, fmt.Errorf("%w: %s.%s lacks column(s) %s (docs/contracts.md, \"The outbox table\")", ErrSchema, rel.Namespace, rel.RelationName, strings.Join(missing, ", "))
 	}
 	return l, nil
 }
@@ -85,16 +85,25 @@ func NewLayout(rel *pglogrepl.RelationMessage) (Layout, error) {
 // ErrRow reports a row the relay cannot turn into a message.
 var ErrRow = errors.New("bad outbox row")
 
-// Decode reads a row from an insert's tuple.
+// Decode reads a row from an insert's tuple. A column without a text value
+// (NULL, where the table lacks the outbox's NOT NULL) or a created_at that
+// does not parse makes the row a poison row: the error is a *PoisonError
+// naming the column, and the row holds every column that could be read.
 func (l Layout) Decode(tuple *pglogrepl.TupleData) (Row, error) {
 	if tuple == nil || len(tuple.Columns) != l.n {
 		return Row{}, fmt.Errorf("%w: tuple has %d columns, relation has %d", ErrRow, lenTuple(tuple), l.n)
 	}
-	var vals [numCols][]byte
+	var (
+		vals [numCols][]byte
+		bad  *PoisonError
+	)
 	for j, p := range l.pos {
 		c := tuple.Columns[p]
 		if c.DataType != pglogrepl.TupleDataTypeText {
-			return Row{}, fmt.Errorf("%w: column %s is %s, want a text value", ErrRow, Columns[j], dataType(c.DataType))
+			if bad == nil {
+				bad = &PoisonError{Field: Columns[j], Reason: fmt.Sprintf("column %s is %s, want a text value", Columns[j], dataType(c.DataType))}
+			}
+			continue
 		}
 		vals[j] = c.Data
 	}
@@ -107,8 +116,14 @@ func (l Layout) Decode(tuple *pglogrepl.TupleData) (Row, error) {
 		Payload:       vals[colPayload],
 		Headers:       vals[colHeaders],
 	}
-	if err := typeMap.Scan(pgtype.TimestamptzOID, pgtype.TextFormatCode, vals[colCreatedAt], &r.CreatedAt); err != nil {
-		return Row{}, fmt.Errorf("%w %s: created_at %q: %v", ErrRow, r.ID, vals[colCreatedAt], err)
+	if vals[colCreatedAt] != nil {
+		if err := typeMap.Scan(pgtype.TimestamptzOID, pgtype.TextFormatCode, vals[colCreatedAt], &r.CreatedAt); err != nil && bad == nil {
+			bad = &PoisonError{Field: "created_at", Reason: fmt.Sprintf("created_at %q: %v", vals[colCreatedAt], err)}
+		}
+	}
+	if bad != nil {
+		bad.RowID = r.ID
+		return r, bad
 	}
 	return r, nil
 }

@@ -141,31 +141,43 @@ func TestLayoutErrors(t *testing.T) {
 		name  string
 		tuple *pglogrepl.TupleData
 		want  string
+		field string // the poison row's field, "" for a tuple that does not fit the relation
 	}{
-		{"nil tuple", nil, "tuple has 0 columns"},
-		{"short tuple", text("a"), "tuple has 1 columns, relation has 8"},
+		{"nil tuple", nil, "tuple has 0 columns", ""},
+		{"short tuple", text("a"), "tuple has 1 columns, relation has 8", ""},
 		{"null column", func() *pglogrepl.TupleData {
 			td := text(good...)
 			td.Columns[4] = &pglogrepl.TupleDataColumn{DataType: pglogrepl.TupleDataTypeNull}
 			return td
-		}(), "routing_key is NULL"},
+		}(), "routing_key is NULL", "routing_key"},
 		{"toast column", func() *pglogrepl.TupleData {
 			td := text(good...)
 			td.Columns[5] = &pglogrepl.TupleDataColumn{DataType: pglogrepl.TupleDataTypeToast}
 			return td
-		}(), "payload is an unchanged TOAST value"},
+		}(), "payload is an unchanged TOAST value", "payload"},
 		{"bad timestamp", func() *pglogrepl.TupleData {
 			bad := append([]string(nil), good...)
 			bad[7] = "yesterday-ish"
 			return text(bad...)
-		}(), `created_at "yesterday-ish"`},
+		}(), `created_at "yesterday-ish"`, "created_at"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			_, err := l.Decode(tt.tuple)
+			row, err := l.Decode(tt.tuple)
 			require.Error(t, err)
-			assert.True(t, errors.Is(err, ErrRow))
 			assert.ErrorContains(t, err, tt.want)
+			if tt.field == "" {
+				assert.True(t, errors.Is(err, ErrRow))
+				return
+			}
+			// A poison row: named, with what could be read of it.
+			var perr *PoisonError
+			require.ErrorAs(t, err, &perr)
+			assert.True(t, errors.Is(err, ErrPoison))
+			assert.Equal(t, tt.field, perr.Field)
+			assert.Equal(t, "id-1", perr.RowID)
+			assert.Equal(t, "id-1", row.ID)
+			assert.Equal(t, "o", row.AggregateType)
 		})
 	}
 }

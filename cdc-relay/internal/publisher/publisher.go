@@ -10,6 +10,8 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"regexp"
+	"strconv"
 	"sync"
 	"time"
 
@@ -25,9 +27,14 @@ var ErrNacked = errors.New("message nacked by the broker")
 // ErrClosed reports that the broker connection or channel closed.
 var ErrClosed = errors.New("broker connection closed")
 
-// Failure is a returned or nacked message.
+// ErrTooLarge reports a message the broker refused because its body is over
+// the broker's max_message_size: it closes the channel (406). Publishing it
+// again can never succeed.
+var ErrTooLarge = errors.New("message larger than the broker's max_message_size")
+
+// Failure is a returned, nacked or refused message.
 type Failure struct {
-	Err        error // ErrUnroutable or ErrNacked
+	Err        error // ErrUnroutable, ErrNacked or ErrTooLarge
 	Tag        uint64
 	MessageID  string
 	RoutingKey string
@@ -76,6 +83,7 @@ type Publisher struct {
 type flight struct {
 	tag       uint64
 	id, key   string
+	size      int // of the body, to name the message the broker refuses as too large
 	at        time.Time
 	committed time.Time
 }
@@ -178,21 +186,41 @@ func (p *Publisher) TryAcquire() bool {
 // slot is released when the broker confirms or nacks it. committed (the
 // commit time of the row's transaction) is handed back to Handler.Confirmed.
 func (p *Publisher) Publish(ctx context.Context, key string, msg amqp.Publishing, committed time.Time) (uint64, error) {
+	return p.PublishTo(ctx, p.exchange, key, msg, committed)
+}
+
+// PublishTo is Publish to another exchange ("" is the default exchange,
+// which routes to the queue named key), on the same channel, so it keeps its
+// place in the order and the window.
+func (p *Publisher) PublishTo(ctx context.Context, exchange, key string, msg amqp.Publishing, committed time.Time) (uint64, error) {
 	msg.DeliveryMode = amqp.Persistent
 	now := time.Now()
 	p.mu.Lock()
 	// The tag is taken under p.mu so Confirms cannot see a confirm for it
 	// before its flight record exists.
-	dc, err := p.ch.PublishWithDeferredConfirmWithContext(ctx, p.exchange, key, true, false, msg)
+	dc, err := p.ch.PublishWithDeferredConfirmWithContext(ctx, exchange, key, true, false, msg)
 	if err != nil {
 		p.mu.Unlock()
 		<-p.slots
 		return 0, fmt.Errorf("publish message %s: %w", msg.MessageId, err)
 	}
-	p.flight[p.slot(dc.DeliveryTag)] = flight{tag: dc.DeliveryTag, id: msg.MessageId, key: key, at: now, committed: committed}
+	p.flight[p.slot(dc.DeliveryTag)] = flight{tag: dc.DeliveryTag, id: msg.MessageId, key: key, size: len(msg.Body), at: now, committed: committed}
 	p.mu.Unlock()
 	return dc.DeliveryTag, nil
 }
+
+// DeclareQueue declares a durable queue named name (idempotent), such as a
+// parking queue.
+func (p *Publisher) DeclareQueue(name string) error {
+	if _, err := p.ch.QueueDeclare(name, true, false, false, false, nil); err != nil {
+		return fmt.Errorf("declare queue %q: %w", name, err)
+	}
+	return nil
+}
+
+// FrameMax is the largest frame the connection negotiated: a message's
+// properties and headers must fit in one frame.
+func (p *Publisher) FrameMax() int { return p.conn.Config.FrameSize }
 
 func (p *Publisher) slot(tag uint64) int { return int(tag % uint64(len(p.flight))) }
 
@@ -223,7 +251,7 @@ func (p *Publisher) Confirms(ctx context.Context, h Handler) error {
 			return nil
 		case r, ok := <-p.returns:
 			if !ok {
-				return fmt.Errorf("%w: return channel closed", ErrClosed)
+				return p.closeCause("return channel closed")
 			}
 			tag := p.tagOf(r.MessageId)
 			f := &Failure{Err: ErrUnroutable, Tag: tag, MessageID: r.MessageId, RoutingKey: r.RoutingKey,
@@ -232,7 +260,7 @@ func (p *Publisher) Confirms(ctx context.Context, h Handler) error {
 			return f
 		case c, ok := <-p.confirms:
 			if !ok {
-				return fmt.Errorf("%w: confirm channel closed", ErrClosed)
+				return p.closeCause("confirm channel closed")
 			}
 			p.mu.Lock()
 			fl := p.flight[p.slot(c.DeliveryTag)]
@@ -253,7 +281,7 @@ func (p *Publisher) Confirms(ctx context.Context, h Handler) error {
 		case err := <-p.closed:
 			return closedErr("connection", err)
 		case err := <-p.chClosed:
-			return closedErr("channel", err)
+			return p.channelClosed(err)
 		}
 	}
 }
@@ -285,6 +313,59 @@ func (p *Publisher) Close() error {
 		}
 	}()
 	return p.conn.CloseDeadline(time.Now().Add(5 * time.Second))
+}
+
+// closeCause is the error of a closed notification channel: the library
+// tells why on the close notifications first, then closes the others, so a
+// closed confirm channel finds the reason waiting there.
+func (p *Publisher) closeCause(what string) error {
+	select {
+	case err := <-p.chClosed:
+		return p.channelClosed(err)
+	case err := <-p.closed:
+		return closedErr("connection", err)
+	default:
+		return fmt.Errorf("%w: %s", ErrClosed, what)
+	}
+}
+
+func (p *Publisher) channelClosed(err *amqp.Error) error {
+	if f := p.tooLarge(err); f != nil {
+		return f
+	}
+	return closedErr("channel", err)
+}
+
+// tooLargeRE matches RabbitMQ's refusal of a body over max_message_size
+// (rabbit_channel:check_msg_size): "message size 2000 is larger than
+// configured max size 1024".
+var tooLargeRE = regexp.MustCompile(`message size (\d+) is larger than (?:configured )?max size (\d+)`)
+
+// tooLarge names the message a channel closed for being too large: the
+// first unconfirmed one of that body size.
+func (p *Publisher) tooLarge(err *amqp.Error) *Failure {
+	if err == nil || err.Code != amqp.PreconditionFailed {
+		return nil
+	}
+	m := tooLargeRE.FindStringSubmatch(err.Reason)
+	if m == nil {
+		return nil
+	}
+	size, _ := strconv.Atoi(m[1])
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	var found *flight
+	for i := range p.flight {
+		f := &p.flight[i]
+		if f.tag != 0 && f.size == size && (found == nil || f.tag < found.tag) {
+			found = f
+		}
+	}
+	if found == nil {
+		return nil
+	}
+	return &Failure{Err: ErrTooLarge, Tag: found.tag, MessageID: found.id, RoutingKey: found.key,
+		Reason: fmt.Sprintf("the broker closed the channel: %s (a body of %d bytes over max_message_size %s)", err.Reason, size, m[2])}
 }
 
 func closedErr(what string, err *amqp.Error) error {

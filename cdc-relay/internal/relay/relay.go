@@ -1,6 +1,7 @@
 // Package relay runs cdc-relay's main loop: it reads one slot's pgoutput
 // stream, publishes each outbox insert with confirms, and acknowledges whole
-// transactions to Postgres once the broker has confirmed them (design §4.3).
+// transactions to Postgres once the broker has confirmed them
+// (docs/contracts.md, "Stream and acknowledgement rules").
 // Any connection loss ends the session; the relay backs off with jitter and
 // starts a new one from the slot's confirmed position.
 package relay
@@ -14,6 +15,7 @@ import (
 	"math/rand/v2"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	amqp "github.com/rabbitmq/amqp091-go"
 	"golang.org/x/sync/errgroup"
 
@@ -32,6 +34,9 @@ type Observer interface {
 	Confirmed(publishToConfirm, commitToConfirm time.Duration)
 	Failed(reason string) // "unroutable", "nacked"
 	InvalidRow()
+	// Parked counts a message parked instead of published: reason "poison"
+	// (a row that can never be published) or "unroutable".
+	Parked(reason string)
 	Positions(received, confirmed, serverEnd checkpoint.LSN)
 	Reconnect(target string)
 	Ready(ready bool)
@@ -81,6 +86,7 @@ type Relay struct {
 	log  *slog.Logger
 	obs  Observer
 	st   *state
+	mem  memory
 }
 
 // New returns a relay for cfg. obs may be nil.
@@ -149,6 +155,7 @@ func (r *Relay) Run(ctx context.Context) error {
 			var f *publisher.Failure
 			if errors.As(err, &f) {
 				attrs = append(attrs, logkey.RoutingKey, f.RoutingKey, logkey.MessageID, f.MessageID)
+				r.remember(f)
 			}
 			r.log.Warn("session ended, reconnecting", attrs...)
 		}
@@ -158,6 +165,17 @@ func (r *Relay) Run(ctx context.Context) error {
 			return nil
 		case <-time.After(wait):
 		}
+	}
+}
+
+// remember keeps what a failed message means for the next sessions.
+func (r *Relay) remember(f *publisher.Failure) {
+	switch {
+	case errors.Is(f.Err, publisher.ErrTooLarge):
+		r.mem.setPoison(f.MessageID, f.Reason)
+	case f.MessageID != "":
+		// Returned or nacked: the retry publishes it alone first.
+		r.mem.hold(f.MessageID)
 	}
 }
 
@@ -191,33 +209,40 @@ type brokerError struct{ error }
 
 func (e brokerError) Unwrap() error { return e.error }
 
+// closing is the context of a deferred close: not cancelled with ctx, and
+// bounded, so a close never hangs on a peer that stopped reading.
+func closing(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+}
+
 // session runs one streaming session. The database comes first: a standby
-// finds the slot busy with one query and opens nothing else.
+// finds the slot's lock taken with one query and opens nothing else.
 func (r *Relay) session(ctx context.Context) error {
 	r.st.set(PhaseStarting, "preparing the database")
 	ctl, err := replication.Connect(ctx, r.cfg.DatabaseURL)
 	if err != nil {
 		return err
 	}
-	defer ctl.Close(context.WithoutCancel(ctx))
+	defer func() {
+		cctx, cancel := closing(ctx)
+		defer cancel()
+		ctl.Close(cctx)
+	}()
 	target := replication.Target{Slot: r.cfg.Slot, Publication: r.cfg.Publication, Schema: r.cfg.Table.Schema, Table: r.cfg.Table.Name}
-	slot, err := replication.PrepareConn(ctx, ctl, target)
+	locked, err := replication.Lock(ctx, ctl, r.cfg.Slot)
 	if err != nil {
 		return err
 	}
-	if slot.Created {
-		r.log.Info("created replication slot", logkey.LSN, slot.ConfirmedFlush.String())
-		if n := slot.RowsAtCreation; n.Count > 0 {
-			r.log.Warn("outbox rows were written while the slot was being created; those committed before its consistent point are not streamed: "+
-				"if consumers lack them, run `cdc-relay replay --since` their time", logkey.LSN, slot.ConfirmedFlush.String(),
-				"rows", n.Count, "oldest", n.Oldest)
-		}
+	if !locked {
+		return fmt.Errorf("%w: another relay holds the lock of slot %q (it is creating or streaming it)", replication.ErrSlotActive, r.cfg.Slot)
 	}
-	stream, err := replication.Start(ctx, r.cfg.DatabaseURL, target, slot.ConfirmedFlush)
+	prep, err := replication.Prepare(ctx, ctl, target)
 	if err != nil {
 		return err
 	}
-	defer stream.Close(context.WithoutCancel(ctx))
+	if prep.PublicationCreated {
+		r.log.Info("created publication", "publication", r.cfg.Publication, "via_partition_root", prep.Table.Partitioned)
+	}
 
 	r.st.set(PhaseStarting, "connecting to the broker")
 	pub, err := publisher.Dial(ctx, r.cfg.AMQPURL, r.cfg.Exchange, r.cfg.MaxInFlight)
@@ -225,26 +250,61 @@ func (r *Relay) session(ctx context.Context) error {
 		return brokerDialError(err)
 	}
 	defer pub.Close()
+	if r.cfg.Poison == config.PoisonPark {
+		if err := pub.DeclareQueue(outbox.PoisonQueue(r.cfg.Exchange)); err != nil {
+			return brokerDialError(err)
+		}
+	}
 
-	tracker := checkpoint.New(slot.ConfirmedFlush)
+	create, err := r.mustCreate(ctx, ctl, target, prep)
+	if err != nil {
+		return err
+	}
+	stream, err := replication.Open(ctx, r.cfg.DatabaseURL)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		cctx, cancel := closing(ctx)
+		defer cancel()
+		stream.Close(cctx)
+	}()
+	start := prep.Slot.ConfirmedFlush
+	var snap *replication.Snapshot
+	if create {
+		c, err := stream.CreateSlot(ctx, r.cfg.Slot)
+		if err != nil {
+			return err
+		}
+		r.mem.setCreated(c.ConsistentPoint)
+		r.log.Info("created replication slot", logkey.LSN, c.ConsistentPoint.String())
+		// Imported before the stream's next command, which ends the export.
+		if snap, err = replication.ImportSnapshot(ctx, r.cfg.DatabaseURL, c.Snapshot); err != nil {
+			return err
+		}
+		defer snap.Close(ctx)
+		start = c.ConsistentPoint
+	}
+
+	tracker := checkpoint.New(start)
 	s := &session{
 		cfg:       r.cfg,
 		log:       r.log,
 		obs:       r.obs,
 		st:        r.st,
+		mem:       &r.mem,
 		stream:    stream,
 		ctl:       ctl,
 		pub:       pub,
 		tracker:   tracker,
-		source:    "/cdc-relay/" + slot.Database + "/" + r.cfg.Table.String(),
+		target:    target,
+		root:      prep.Table.OID,
+		source:    outbox.Source(prep.Database, r.cfg.Table.String()),
 		drain:     r.opts.DrainTimeout,
 		relations: map[uint32]*outbox.Layout{},
-		sentFlush: slot.ConfirmedFlush,
+		sentFlush: start,
 	}
 	r.st.session(tracker, pub.Open, r.cfg.HeartbeatInterval)
-	r.st.set(PhaseStreaming, "")
-	r.obs.Ready(true)
-	r.log.Info("streaming", logkey.LSN, slot.ConfirmedFlush.String(), "retained_wal_bytes", slot.RetainedWALBytes)
 
 	// The confirm loop must outlive a stop request so a stop can drain:
 	// it ends when the stream loop returns, or on its own failure.
@@ -259,10 +319,80 @@ func (r *Relay) session(ctx context.Context) error {
 	})
 	g.Go(func() error {
 		defer cancel()
+		if snap != nil {
+			if err := s.publishSnapshot(ctx, gctx, snap, replication.OrderOf(prep)); err != nil {
+				return r.abandonSnapshot(ctx, ctl, err)
+			}
+			snap.Close(ctx)
+			r.mem.snapshotDone()
+		}
+		if err := stream.Start(ctx, target, start); err != nil {
+			return err
+		}
+		s.streaming = true
+		r.st.set(PhaseStreaming, "")
+		r.obs.Ready(true)
+		r.log.Info("streaming", logkey.LSN, start.String(), "retained_wal_bytes", prep.Slot.RetainedWALBytes)
+		g.Go(func() error { return s.heartbeats(gctx) })
 		return s.run(ctx, gctx)
 	})
-	g.Go(func() error { return s.heartbeats(gctx) })
-	return g.Wait()
+	err = g.Wait()
+	r.mem.confirmed(tracker.Positions())
+	return err
+}
+
+// mustCreate decides whether this session creates the slot. A missing slot
+// is created only on a first start: the outbox empty, or holding only rows
+// committed since this process found it empty. An outbox that holds other
+// rows means the slot was lost (dropped, or missing after a failover):
+// creating it silently would skip them.
+func (r *Relay) mustCreate(ctx context.Context, ctl *pgx.Conn, t replication.Target, prep replication.Prepared) (bool, error) {
+	if prep.Slot.Exists {
+		created := r.mem.createdAt()
+		if created == 0 || prep.Slot.ConfirmedFlush != created {
+			if created != 0 || r.mem.outboxIsOurs() {
+				r.mem.forget() // another relay created and streamed it meanwhile
+			}
+			return false, nil
+		}
+		// This process created it and the rows of its snapshot were not all
+		// confirmed: create it again; the new snapshot holds them.
+		r.log.Warn("the slot this relay created has not delivered the rows of its snapshot yet: dropping and creating it again", logkey.LSN, created.String())
+		if err := replication.DropSlot(ctx, ctl, t.Slot, 10*time.Second); err != nil {
+			return false, err
+		}
+		return true, nil
+	}
+	if r.mem.outboxIsOurs() {
+		return true, nil
+	}
+	oldest, err := replication.OldestRow(ctx, ctl, t)
+	if err != nil {
+		return false, err
+	}
+	if oldest != nil {
+		return false, replication.SlotLost(t.Slot, fmt.Sprintf("it does not exist but table %s holds rows (oldest from %s); "+
+			"if this is a first start on an outbox that already has rows, create the slot with `cdc-relay slot create` and replay what consumers should get",
+			t, oldest.UTC().Format(time.RFC3339)), r.mem.repairHint())
+	}
+	r.mem.setOurs()
+	return true, nil
+}
+
+// abandonSnapshot ends a first start whose snapshot rows were not all
+// confirmed. The slot is dropped while this relay still holds its lock, so
+// that no later start streams past those rows; the next session of this
+// process creates it again. If the drop fails, that next session drops it.
+func (r *Relay) abandonSnapshot(ctx context.Context, ctl *pgx.Conn, cause error) error {
+	dctx, cancel := closing(ctx)
+	defer cancel()
+	if err := replication.DropSlot(dctx, ctl, r.cfg.Slot, 3*time.Second); err != nil {
+		r.log.Warn("could not drop the slot whose snapshot rows were not all delivered; the next start drops it", logkey.Err, err)
+		return cause
+	}
+	r.mem.setCreated(0)
+	r.log.Warn("first start interrupted before every row of the slot's snapshot was confirmed: dropped the slot; the next start creates it again", logkey.Err, cause)
+	return cause
 }
 
 type nopObserver struct{}
@@ -271,6 +401,7 @@ func (nopObserver) Published(string)                                         {}
 func (nopObserver) Confirmed(time.Duration, time.Duration)                   {}
 func (nopObserver) Failed(string)                                            {}
 func (nopObserver) InvalidRow()                                              {}
+func (nopObserver) Parked(string)                                            {}
 func (nopObserver) Positions(checkpoint.LSN, checkpoint.LSN, checkpoint.LSN) {}
 func (nopObserver) Reconnect(string)                                         {}
 func (nopObserver) Ready(bool)                                               {}

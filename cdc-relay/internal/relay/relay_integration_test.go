@@ -68,6 +68,7 @@ func newEnvOn(t *testing.T, dbURL string, edit func(*config.Config)) *env {
 		MaxInFlight:       config.DefaultMaxInFlight,
 		HeartbeatInterval: time.Second,
 		LogFormat:         "json",
+		Poison:            config.PoisonStop,
 	}
 	if edit != nil {
 		edit(&cfg)

@@ -12,6 +12,7 @@ import (
 
 	"github.com/jackc/pglogrepl"
 	"github.com/jackc/pgx/v5"
+	amqp "github.com/rabbitmq/amqp091-go"
 
 	"github.com/saga-cdc/saga/cdc-relay/internal/checkpoint"
 	"github.com/saga-cdc/saga/cdc-relay/internal/config"
@@ -34,57 +35,51 @@ type session struct {
 	log     *slog.Logger
 	obs     Observer
 	st      *state
+	mem     *memory
 	stream  *replication.Stream
-	ctl     *pgx.Conn // regular connection: heartbeats and slot health
 	pub     *publisher.Publisher
 	tracker *checkpoint.Tracker
+	target  replication.Target
+	root    uint32 // OID of the outbox table
 	source  string
 	drain   time.Duration
 
+	// ctl is the regular connection: heartbeats, slot health, looking up
+	// relations, reading the slot back at a stop. ctlMu serialises its users
+	// (the heartbeat goroutine and the stream loop).
+	ctlMu sync.Mutex
+	ctl   *pgx.Conn
+
 	// relations maps the relations seen in the stream to their outbox
-	// layout: nil for every table but the outbox.
+	// layout: nil for every table but the outbox (and its partitions).
 	relations map[uint32]*outbox.Layout
 	xid       uint32
 	committed time.Time // commit time of the open transaction
 
+	// streaming is set once the stream started: before, during the first
+	// start's snapshot, there is nothing to report to.
+	streaming  bool
 	sentFlush  checkpoint.LSN // last flush position reported
 	sentMsgs   uint64         // ConfirmedMessages at that report
 	lastStatus time.Time
 	nextStatus time.Time // periodic report even when nothing changed
 }
 
-// run reads the stream until stop ends (a requested stop: drain, report,
-// return nil) or failed ends (the confirm loop failed: return at once).
+// run reads the stream until stop ends (a requested stop: finish the
+// transaction being read, drain, report, return nil) or failed ends (the
+// confirm loop failed: return at once).
 func (s *session) run(stop, failed context.Context) error {
 	recv, cancel := context.WithCancel(failed)
 	defer cancel()
+	// A stop interrupts a Receive that waits for the next message at once.
 	defer context.AfterFunc(stop, cancel)()
-
-	// A stop must not wait forever on a Publish blocked writing to a broker
-	// that stopped reading (an alarm, a dead peer): past the drain time the
-	// broker socket is broken, which ends that write and the session.
-	var watchdog struct {
-		sync.Mutex
-		t *time.Timer
-	}
-	defer context.AfterFunc(recv, func() {
-		watchdog.Lock()
-		watchdog.t = time.AfterFunc(s.drain+5*time.Second, s.pub.Abort)
-		watchdog.Unlock()
-	})()
-	defer func() {
-		watchdog.Lock()
-		if watchdog.t != nil {
-			watchdog.t.Stop()
-		}
-		watchdog.Unlock()
-	}()
+	defer s.watchdog(recv)()
 
 	for {
-		if recv.Err() != nil {
-			if failed.Err() != nil {
-				return nil // the confirm loop's error is the session's
-			}
+		if failed.Err() != nil {
+			return nil // the confirm loop's error is the session's
+		}
+		if stop.Err() != nil {
 			return s.stop(failed)
 		}
 		deadline, err := s.report(recv, false)
@@ -101,36 +96,61 @@ func (s *session) run(stop, failed context.Context) error {
 			}
 			return err
 		}
-		switch m := msg.(type) {
-		case replication.Keepalive:
-			s.tracker.Keepalive(m.ServerWALEnd)
-			if m.ReplyRequested {
-				if _, err := s.report(recv, true); err != nil {
-					return err
-				}
+		// A message read is handled whole even when a stop comes meanwhile:
+		// under failed, not recv, so that a stop cannot drop it half way
+		// (the stop then reads on to the end of its transaction).
+		if err := s.dispatch(failed, msg); err != nil {
+			if failed.Err() != nil && !errors.Is(err, replication.ErrFatal) {
+				return nil
 			}
-		case replication.Data:
-			if err := s.handle(recv, m); err != nil {
-				if recv.Err() != nil {
-					continue
-				}
+			return err
+		}
+	}
+}
+
+// watchdog arms, once ctx ends, a timer that breaks the broker socket: a
+// stop must not wait forever on a Publish blocked writing to a broker that
+// stopped reading (an alarm, a dead peer). It returns the disarm.
+func (s *session) watchdog(ctx context.Context) func() {
+	var mu sync.Mutex
+	var t *time.Timer
+	unhook := context.AfterFunc(ctx, func() {
+		mu.Lock()
+		t = time.AfterFunc(s.drain+5*time.Second, s.pub.Abort)
+		mu.Unlock()
+	})
+	return func() {
+		unhook()
+		mu.Lock()
+		if t != nil {
+			t.Stop()
+		}
+		mu.Unlock()
+	}
+}
+
+func (s *session) dispatch(ctx context.Context, msg replication.Message) error {
+	switch m := msg.(type) {
+	case replication.Keepalive:
+		s.tracker.Keepalive(m.ServerWALEnd)
+		if m.ReplyRequested {
+			if _, err := s.report(ctx, true); err != nil {
 				return err
 			}
 		}
+	case replication.Data:
+		return s.handle(ctx, m)
 	}
+	return nil
 }
 
 func (s *session) handle(ctx context.Context, d replication.Data) error {
 	s.tracker.Received(d.WALStart)
 	switch m := d.Message.(type) {
 	case *pglogrepl.RelationMessage:
-		var layout *outbox.Layout
-		if m.Namespace == s.cfg.Table.Schema && m.RelationName == s.cfg.Table.Name {
-			l, err := outbox.NewLayout(m)
-			if err != nil {
-				return replication.Fatal(err)
-			}
-			layout = &l
+		layout, err := s.relation(ctx, m)
+		if err != nil {
+			return err
 		}
 		s.relations[m.RelationID] = layout
 	case *pglogrepl.BeginMessage:
@@ -144,7 +164,15 @@ func (s *session) handle(ctx context.Context, d replication.Data) error {
 		if layout == nil {
 			return nil // another table of the publication
 		}
-		return s.publish(ctx, layout, m, d.WALStart)
+		row, err := layout.Decode(m.Tuple)
+		var perr *outbox.PoisonError
+		if errors.As(err, &perr) {
+			return s.poison(ctx, row, perr, s.committed)
+		}
+		if err != nil {
+			return replication.Fatal(fmt.Errorf("transaction %d at %s: %w", s.xid, d.WALStart, err))
+		}
+		return s.publish(ctx, row, s.committed)
 	case *pglogrepl.LogicalDecodingMessage:
 		if m.Prefix == replication.HeartbeatPrefix && strings.HasPrefix(string(m.Content), s.cfg.Slot+" ") {
 			now := time.Now()
@@ -152,7 +180,7 @@ func (s *session) handle(ctx context.Context, d replication.Data) error {
 			s.obs.HeartbeatSeen(now)
 		}
 	case *pglogrepl.CommitMessage:
-		if err := s.tracker.Commit(m.TransactionEndLSN); err != nil {
+		if err := s.tracker.Commit(m.TransactionEndLSN, m.CommitTime); err != nil {
 			return err
 		}
 		if s.log.Enabled(ctx, slog.LevelDebug) {
@@ -164,29 +192,182 @@ func (s *session) handle(ctx context.Context, d replication.Data) error {
 	return nil
 }
 
-func (s *session) publish(ctx context.Context, l *outbox.Layout, m *pglogrepl.InsertMessage, lsn checkpoint.LSN) error {
-	row, err := l.Decode(m.Tuple)
-	if err != nil {
-		return replication.Fatal(fmt.Errorf("transaction %d at %s: %w; fix the table so every outbox column is NOT NULL (design §3)", s.xid, lsn, err))
+// relation places a relation of the stream: the outbox (matched by OID or
+// name; a partition, should one arrive under its own name, is the
+// outbox's too), another table of the publication (nil), or a relation that
+// no longer exists but has the outbox's columns, which cannot be told from
+// a dropped partition of the outbox: the relay stops rather than skip rows
+// that may be the outbox's.
+func (s *session) relation(ctx context.Context, m *pglogrepl.RelationMessage) (*outbox.Layout, error) {
+	place := replication.PlaceOther
+	if m.RelationID == s.root || m.Namespace == s.target.Schema && m.RelationName == s.target.Table {
+		place = replication.PlaceOutbox
+	} else {
+		var err error
+		s.ctlMu.Lock()
+		place, err = replication.PlaceRelation(ctx, s.ctl, m.RelationID, s.root)
+		s.ctlMu.Unlock()
+		if err != nil {
+			return nil, err
+		}
 	}
+	layout, err := outbox.NewLayout(m)
+	switch {
+	case place == replication.PlaceOther:
+		return nil, nil
+	case place == replication.PlaceUnknown && err != nil:
+		return nil, nil // a dropped table that was not an outbox
+	case place == replication.PlaceUnknown:
+		return nil, replication.Fatal(fmt.Errorf("the stream holds inserts into relation %s.%s (oid %d), which no longer exists and has the outbox's columns: "+
+			"it may have been a partition of %s published under its own name, and the relay will not skip its rows. "+
+			"If it was not, remove it from publication %q; if it was, its rows need `cdc-relay replay`, and `cdc-relay slot advance` moves the slot past it",
+			m.Namespace, m.RelationName, m.RelationID, s.target, s.cfg.Publication))
+	case err != nil:
+		return nil, replication.Fatal(err)
+	}
+	if m.RelationID != s.root && !(m.Namespace == s.target.Schema && m.RelationName == s.target.Table) {
+		s.log.Warn("a partition of the outbox arrives under its own name (publish_via_partition_root is off): its rows are relayed as the outbox's",
+			"relation", m.Namespace+"."+m.RelationName)
+	}
+	return &layout, nil
+}
+
+// publish publishes an outbox row of the stream or of the first start's
+// snapshot; committed is its transaction's commit time.
+func (s *session) publish(ctx context.Context, row outbox.Row, committed time.Time) error {
 	msg, warn := outbox.Message(row, s.source)
 	if warn != nil {
 		s.obs.InvalidRow()
 		s.log.Warn("outbox row has invalid headers; sent with them as text under "+outbox.HeaderInvalidHeaders,
 			logkey.Err, warn, logkey.MessageID, row.ID, logkey.RoutingKey, row.RoutingKey, logkey.XID, s.xid)
 	}
-	if err := s.acquire(ctx); err != nil {
-		return err
+	if reason, ok := s.mem.poisoned(row.ID); ok {
+		return s.poison(ctx, row, &outbox.PoisonError{RowID: row.ID, Field: "payload", Reason: reason}, committed)
 	}
-	tag, err := s.pub.Publish(ctx, row.RoutingKey, msg, s.committed)
-	if err != nil {
-		return brokerError{err}
+	if err := outbox.Check(row, msg, s.pub.FrameMax()); err != nil {
+		var perr *outbox.PoisonError
+		errors.As(err, &perr)
+		return s.poison(ctx, row, perr, committed)
 	}
-	if err := s.tracker.Published(tag); err != nil {
+	if held := s.mem.heldID(); held != "" && held == row.ID {
+		return s.publishAlone(ctx, row.ID, func() error { return s.send(ctx, s.cfg.Exchange, row.RoutingKey, msg, committed) })
+	}
+	if err := s.send(ctx, s.cfg.Exchange, row.RoutingKey, msg, committed); err != nil {
 		return err
 	}
 	s.obs.Published(row.RoutingKey)
 	s.st.event()
+	return nil
+}
+
+// send publishes msg to exchange with key within the window and records it
+// in the open transaction.
+func (s *session) send(ctx context.Context, exchange, key string, msg amqp.Publishing, committed time.Time) error {
+	if err := s.acquire(ctx); err != nil {
+		return err
+	}
+	tag, err := s.pub.PublishTo(ctx, exchange, key, msg, committed)
+	if err != nil {
+		return brokerError{err}
+	}
+	return s.tracker.Published(tag)
+}
+
+// publishAlone publishes the message the broker returned or nacked last
+// time, alone: once everything before it is confirmed, and nothing after it
+// until it is confirmed. So after a returned or nacked message, nothing
+// committed after it reaches the broker before it.
+func (s *session) publishAlone(ctx context.Context, id string, send func() error) error {
+	if err := s.waitEmpty(ctx); err != nil {
+		return err
+	}
+	s.log.Info("publishing the message that failed last time alone, before anything after it", logkey.MessageID, id)
+	if err := send(); err != nil {
+		return err
+	}
+	if err := s.waitEmpty(ctx); err != nil {
+		return err
+	}
+	s.mem.release(id)
+	return nil
+}
+
+// waitEmpty waits until the broker confirmed every message in flight,
+// reporting the position meanwhile. A failed message ends ctx (the session
+// ends with the confirm loop's error).
+func (s *session) waitEmpty(ctx context.Context) error {
+	for s.pub.InFlight() > 0 {
+		if _, err := s.report(ctx, false); err != nil {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(time.Millisecond):
+		}
+	}
+	return nil
+}
+
+// poison handles a row that can never be published. With
+// CDC_RELAY_POISON=stop the relay stops naming it (nothing after it is
+// acknowledged); with park it publishes a small envelope of the row to the
+// queue "<exchange>.poison", in the row's place (its transaction is
+// acknowledged once the envelope is confirmed), and goes on.
+func (s *session) poison(ctx context.Context, row outbox.Row, perr *outbox.PoisonError, committed time.Time) error {
+	if s.cfg.Poison != config.PoisonPark {
+		return replication.Fatal(fmt.Errorf("%w (transaction %d); nothing after it was acknowledged. "+
+			"To go on, set CDC_RELAY_POISON=park and restart: the row then goes to queue %q and the rows after it flow",
+			perr, s.xid, outbox.PoisonQueue(s.cfg.Exchange)))
+	}
+	queue := outbox.PoisonQueue(s.cfg.Exchange)
+	// Through the default exchange, which routes to the queue of that name.
+	if err := s.send(ctx, "", queue, outbox.PoisonMessage(row, perr, s.source), committed); err != nil {
+		return err
+	}
+	s.mem.parked(row.ID)
+	s.obs.Parked("poison")
+	s.log.Warn("parked a row that can never be published", logkey.MessageID, row.ID, "field", perr.Field, "reason", perr.Reason,
+		"queue", queue, logkey.XID, s.xid)
+	return nil
+}
+
+// publishSnapshot publishes, before the stream starts, the outbox rows
+// visible in the snapshot of the slot just created: they committed before
+// its consistent point, so the stream will not carry them. They form one
+// transaction ending at that point; the stream starts once every one of
+// them is confirmed. A stop lets it finish within the drain time.
+func (s *session) publishSnapshot(stop, failed context.Context, snap *replication.Snapshot, order replication.RowOrder) error {
+	ctx, cancel := context.WithCancel(failed)
+	defer cancel()
+	defer context.AfterFunc(stop, func() {
+		time.AfterFunc(s.drain, cancel)
+	})()
+	start := s.tracker.Positions().Confirmed
+	if err := s.tracker.Begin(); err != nil {
+		return err
+	}
+	n := 0
+	err := snap.Rows(ctx, s.target, order, 500, func(r replication.StoredRow) error {
+		n++
+		return s.publish(ctx, r.Row, r.Committed)
+	})
+	if err != nil {
+		if failed.Err() != nil {
+			return errors.New("first start: publishing the rows of the slot's snapshot: the broker failed")
+		}
+		return fmt.Errorf("first start: publishing the rows of the slot's snapshot: %w", err)
+	}
+	if err := s.tracker.Commit(start, time.Time{}); err != nil {
+		return err
+	}
+	if err := s.waitEmpty(ctx); err != nil {
+		return fmt.Errorf("first start: waiting for the broker to confirm the rows of the slot's snapshot: %w", err)
+	}
+	if n > 0 {
+		s.log.Info("first start: published the outbox rows committed while the slot was being created (they are not in its stream)",
+			"rows", n, "order", order.Describe(), logkey.LSN, start.String())
+	}
 	return nil
 }
 
@@ -216,10 +397,14 @@ func (s *session) acquire(ctx context.Context) error {
 // is waiting to be reported), when the periodic interval is due, or when
 // force. It returns when Receive should give up to let the loop report
 // again: soon while confirms are pending, at the periodic interval when
-// idle. One snapshot of the tracker serves both, once per message.
+// idle. One snapshot of the tracker serves both, once per message. Before
+// the stream started (the first start's snapshot) it reports nothing.
 func (s *session) report(ctx context.Context, force bool) (time.Time, error) {
 	p := s.tracker.Positions()
 	now := time.Now()
+	if !s.streaming {
+		return now.Add(statusGap), nil
+	}
 	moved := p.Confirmed > s.sentFlush &&
 		(now.Sub(s.lastStatus) >= statusGap || p.ConfirmedMessages-s.sentMsgs >= uint64(s.cfg.MaxInFlight))
 	if force || moved || !now.Before(s.nextStatus) {
@@ -236,25 +421,70 @@ func (s *session) report(ctx context.Context, force bool) (time.Time, error) {
 	return s.nextStatus, nil
 }
 
-// stop drains: no more reading, wait (bounded) for the broker to confirm
-// what is in flight, report the final position.
+// stop ends the session cleanly, so that a restart resends nothing: it
+// reads on until the transaction being read is committed (its rows are then
+// published), waits for the broker to confirm what is in flight, reports the
+// final position, and waits until the walsender shows it. All within the
+// drain time; what is left past it is resent after a restart.
 func (s *session) stop(failed context.Context) error {
-	s.log.Info("stopping: draining confirms", "in_flight", s.pub.InFlight())
 	deadline := time.Now().Add(s.drain)
+	ctx, cancel := context.WithDeadline(failed, deadline)
+	defer cancel()
+	if p := s.tracker.Positions(); p.Open {
+		s.log.Info("stopping: reading the rest of the open transaction", logkey.XID, s.xid)
+		for s.tracker.Positions().Open && ctx.Err() == nil {
+			msg, err := s.stream.Receive(ctx, deadline)
+			if err != nil {
+				break // timeout or a lost connection: drain what is out
+			}
+			if err := s.dispatch(ctx, msg); err != nil {
+				if errors.Is(err, replication.ErrFatal) {
+					return err
+				}
+				break
+			}
+		}
+	}
+	s.log.Info("stopping: draining confirms", "in_flight", s.pub.InFlight())
 	tick := time.NewTicker(5 * time.Millisecond)
 	defer tick.Stop()
-	for s.pub.InFlight() > 0 && time.Now().Before(deadline) && failed.Err() == nil {
+	for s.pub.InFlight() > 0 && ctx.Err() == nil {
 		<-tick.C
 	}
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(failed), 5*time.Second)
-	defer cancel()
+	sctx, scancel := context.WithTimeout(context.WithoutCancel(failed), 5*time.Second)
+	defer scancel()
 	p := s.tracker.Positions()
-	if err := s.stream.SendStatus(ctx, p.Received, p.Confirmed, false); err != nil {
+	if err := s.stream.SendStatus(sctx, p.Received, p.Confirmed, false); err != nil {
 		return err
 	}
 	s.obs.Positions(p.Received, p.Confirmed, p.ServerEnd)
-	s.log.Info("stopped", logkey.LSN, p.Confirmed.String(), "unconfirmed", p.InFlight)
+	s.awaitFlush(sctx, p.Confirmed)
+	s.log.Info("stopped", logkey.LSN, p.Confirmed.String(), "unconfirmed", p.InFlight, "open_transaction", p.Open)
 	return nil
+}
+
+// awaitFlush reads the slot back until the walsender shows flush as its
+// confirmed position: the status update is then taken, and closing the
+// connection cannot lose it.
+func (s *session) awaitFlush(ctx context.Context, flush checkpoint.LSN) {
+	s.ctlMu.Lock()
+	defer s.ctlMu.Unlock()
+	for {
+		var lsn *string
+		err := s.ctl.QueryRow(ctx, `SELECT confirmed_flush_lsn::text FROM pg_replication_slots WHERE slot_name = $1`, s.cfg.Slot).Scan(&lsn)
+		if err != nil || lsn == nil {
+			return
+		}
+		if got, err := pglogrepl.ParseLSN(*lsn); err != nil || got >= flush {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			s.log.Warn("the walsender did not show the final position before the stop's deadline; a restart may resend the last transactions", logkey.LSN, flush.String())
+			return
+		case <-time.After(5 * time.Millisecond):
+		}
+	}
 }
 
 // Confirmed implements publisher.Handler.
@@ -276,9 +506,9 @@ func (s *session) Failed(f *publisher.Failure) {
 }
 
 // heartbeats runs the heartbeat statement every interval: it writes a
-// message the stream must read back (design §4.3: a heartbeat that does not
-// come back marks the relay not ready) and reads the slot's health. A slot
-// that disappears or is invalidated while streaming ends the relay with the
+// message the stream must read back (a heartbeat that does not come back
+// marks the relay not ready) and reads the slot's health. A slot that
+// disappears or is invalidated while streaming ends the relay with the
 // repair; a failed heartbeat is only logged, since the stream decides
 // whether the session is alive.
 func (s *session) heartbeats(ctx context.Context) error {
@@ -286,6 +516,8 @@ func (s *session) heartbeats(ctx context.Context) error {
 	defer tick.Stop()
 	orig := s.ctl // closed by the session; a replacement is closed here
 	defer func() {
+		s.ctlMu.Lock()
+		defer s.ctlMu.Unlock()
 		if s.ctl != orig {
 			s.ctl.Close(context.WithoutCancel(ctx))
 		}
@@ -297,9 +529,7 @@ func (s *session) heartbeats(ctx context.Context) error {
 			return nil
 		case <-tick.C:
 		}
-		hctx, cancel := context.WithTimeout(ctx, s.cfg.HeartbeatInterval)
-		h, err := replication.Heartbeat(hctx, s.ctl, s.cfg.Slot, s.cfg.Slot+" "+strconv.FormatInt(time.Now().UnixNano(), 10))
-		cancel()
+		h, err := s.heartbeat(ctx)
 		if err != nil {
 			if ctx.Err() != nil {
 				return nil
@@ -308,15 +538,6 @@ func (s *session) heartbeats(ctx context.Context) error {
 				s.log.Warn("heartbeat statement failed; the stream's heartbeat age tells whether it stalls", logkey.Err, err)
 			}
 			failing = true
-			if s.ctl.IsClosed() {
-				// A timed-out statement closes its connection: open another
-				// and keep streaming; the stream decides whether the session lives.
-				cctx, cancel := context.WithTimeout(ctx, s.cfg.HeartbeatInterval)
-				if ctl, err := replication.Connect(cctx, s.cfg.DatabaseURL); err == nil {
-					s.ctl = ctl
-				}
-				cancel()
-			}
 			continue
 		}
 		failing = false
@@ -324,9 +545,34 @@ func (s *session) heartbeats(ctx context.Context) error {
 		s.obs.SlotHealth(h)
 		switch {
 		case !h.Exists:
-			return replication.SlotLost(s.cfg.Slot, "it was dropped while the relay streamed")
+			return replication.SlotLost(s.cfg.Slot, "it was dropped while the relay streamed", s.repairHint())
 		case h.WALStatus == "lost":
-			return replication.SlotLost(s.cfg.Slot, "its WAL was removed (max_slot_wal_keep_size)")
+			return replication.SlotLost(s.cfg.Slot, "its WAL was removed (max_slot_wal_keep_size)", s.repairHint())
 		}
 	}
+}
+
+// heartbeat runs one heartbeat statement. A timed-out statement closes its
+// connection: then another is opened for the next one, and the stream goes
+// on (it decides whether the session lives).
+func (s *session) heartbeat(ctx context.Context) (replication.SlotHealth, error) {
+	s.ctlMu.Lock()
+	defer s.ctlMu.Unlock()
+	if s.ctl.IsClosed() {
+		cctx, cancel := context.WithTimeout(ctx, s.cfg.HeartbeatInterval)
+		ctl, err := replication.Connect(cctx, s.cfg.DatabaseURL)
+		cancel()
+		if err != nil {
+			return replication.SlotHealth{}, err
+		}
+		s.ctl = ctl
+	}
+	hctx, cancel := context.WithTimeout(ctx, s.cfg.HeartbeatInterval)
+	defer cancel()
+	return replication.Heartbeat(hctx, s.ctl, s.cfg.Slot, s.cfg.Slot+" "+strconv.FormatInt(time.Now().UnixNano(), 10))
+}
+
+func (s *session) repairHint() replication.RepairHint {
+	s.mem.confirmed(s.tracker.Positions())
+	return s.mem.repairHint()
 }

@@ -1,0 +1,48 @@
+package replication
+
+import (
+	"errors"
+	"fmt"
+)
+
+// Errors callers branch on. Fatal ones need an operator; the relay stops with
+// their message. ErrSlotActive means another relay holds the slot.
+var (
+	ErrFatal      = errors.New("fatal: retrying will not help")
+	ErrSlotActive = errors.New("replication slot is in use by another connection")
+)
+
+// fatalError is a problem that retrying will not fix; its message says what
+// the operator should do, and it matches ErrFatal.
+type fatalError struct{ err error }
+
+func (e *fatalError) Error() string        { return e.err.Error() }
+func (e *fatalError) Unwrap() error        { return e.err }
+func (e *fatalError) Is(target error) bool { return target == ErrFatal }
+
+// Fatal marks err as one that retrying will not fix.
+func Fatal(err error) error { return &fatalError{err: err} }
+
+func fatal(format string, args ...any) error { return Fatal(fmt.Errorf(format, args...)) }
+
+// RepairHint is what an operator passes to replay after a lost slot: the
+// commit time of the last transaction the relay confirmed, when it knows it.
+type RepairHint struct {
+	// LastConfirmedCommit is the commit time of the last transaction whose
+	// every message the broker confirmed; zero when unknown (the relay had
+	// not streamed the slot since it started).
+	LastConfirmedCommit string
+}
+
+// SlotLost is the fatal error of a slot that can no longer deliver what was
+// written since it last streamed; it names the repair (docs/operations.md,
+// "Repairing a lost slot").
+func SlotLost(slot, why string, hint RepairHint) error {
+	since := "<commit time of the last transaction consumers received: the relay's last confirmed_commit_time in /status or its logs>"
+	if hint.LastConfirmedCommit != "" {
+		since = hint.LastConfirmedCommit + " (the commit time of the last transaction this relay confirmed)"
+	}
+	return fatal("replication slot %q is lost: %s; rows written since it last streamed are not in its stream. "+
+		"Repair: `cdc-relay slot create` (after `cdc-relay slot drop --force` if it still exists), "+
+		"then `cdc-relay replay --since %s`, then start the relay; consumers dedup the overlap by message id", slot, why, since)
+}

@@ -1,0 +1,228 @@
+package replication
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/jackc/pglogrepl"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgproto3"
+)
+
+// Stream is a replication connection (replication=database): it may create
+// the slot, then streams it.
+type Stream struct {
+	conn *pgconn.PgConn
+
+	// A deadline context is reused across Receive calls until it expires:
+	// making one (and its timer) per message was a measurable part of the
+	// relay's CPU while draining.
+	rctx      context.Context
+	rparent   context.Context
+	rdeadline time.Time
+	rcancel   context.CancelFunc
+}
+
+// Open opens a replication connection to the database of dbURL.
+func Open(ctx context.Context, dbURL string) (*Stream, error) {
+	cfg, err := pgconn.ParseConfig(dbURL)
+	if err != nil {
+		return nil, fmt.Errorf("parse database URL: %w", err)
+	}
+	if cfg.ConnectTimeout == 0 {
+		cfg.ConnectTimeout = connectTimeout
+	}
+	cfg.RuntimeParams["replication"] = "database"
+	cfg.RuntimeParams["application_name"] = "cdc-relay"
+	// pgoutput sends values as text, formatted with the walsender's settings:
+	// fix them so created_at always parses the same way.
+	cfg.RuntimeParams["TimeZone"] = "UTC"
+	cfg.RuntimeParams["DateStyle"] = "ISO, YMD"
+	conn, err := pgconn.ConnectConfig(ctx, cfg)
+	if err != nil {
+		return nil, connectError(err)
+	}
+	return &Stream{conn: conn}, nil
+}
+
+// CreatedSlot is a slot created by Stream.CreateSlot.
+type CreatedSlot struct {
+	// ConsistentPoint is where the slot's stream begins: every transaction
+	// committed before it is visible in Snapshot, every one after it is in
+	// the stream, none in both.
+	ConsistentPoint LSN
+	// Snapshot names the exported snapshot. It can be imported (ImportSnapshot)
+	// until the next command on this connection.
+	Snapshot string
+}
+
+// CreateSlot creates the permanent pgoutput slot and exports the snapshot of
+// its consistent point. The outbox rows visible in that snapshot are the ones
+// the stream will not carry: the relay publishes them before streaming.
+// Postgres waits for transactions running at the call to end before it
+// reaches the consistent point.
+func (s *Stream) CreateSlot(ctx context.Context, slot string) (CreatedSlot, error) {
+	res, err := pglogrepl.CreateReplicationSlot(ctx, s.conn, slot, "pgoutput", pglogrepl.CreateReplicationSlotOptions{
+		Mode:           pglogrepl.LogicalReplication,
+		SnapshotAction: "EXPORT_SNAPSHOT",
+	})
+	if err != nil {
+		var pgErr *pgconn.PgError
+		if errors.As(err, &pgErr) && pgErr.Code == "42710" {
+			return CreatedSlot{}, fmt.Errorf("%w: slot %q was created by another connection meanwhile", ErrSlotActive, slot)
+		}
+		return CreatedSlot{}, fmt.Errorf("create replication slot %q: %w", slot, err)
+	}
+	lsn, err := pglogrepl.ParseLSN(res.ConsistentPoint)
+	if err != nil {
+		return CreatedSlot{}, fmt.Errorf("create replication slot %q: %w", slot, err)
+	}
+	return CreatedSlot{ConsistentPoint: lsn, Snapshot: res.SnapshotName}, nil
+}
+
+// Start starts streaming the slot from start with pgoutput protocol version
+// 1 (never streaming mode, so only committed transactions are sent, whole
+// and in commit order), including logical decoding messages for the
+// heartbeat. Postgres starts at the slot's confirmed position when start is
+// behind it.
+func (s *Stream) Start(ctx context.Context, t Target, start LSN) error {
+	err := pglogrepl.StartReplication(ctx, s.conn, t.Slot, start, pglogrepl.StartReplicationOptions{
+		PluginArgs: []string{
+			"proto_version '1'",
+			"publication_names " + quoteLiteral(t.Publication),
+			"messages 'true'",
+		},
+	})
+	if err != nil {
+		var pgErr *pgconn.PgError
+		if errors.As(err, &pgErr) && pgErr.Code == "55006" {
+			return fmt.Errorf("%w: %s", ErrSlotActive, pgErr.Message)
+		}
+		if errors.As(err, &pgErr) && pgErr.Code == "42704" {
+			return SlotLost(t.Slot, "it was dropped", RepairHint{})
+		}
+		return fmt.Errorf("start replication on slot %q: %w", t.Slot, err)
+	}
+	return nil
+}
+
+func quoteLiteral(s string) string { return "'" + strings.ReplaceAll(s, "'", "''") + "'" }
+
+// ErrTimeout is returned by Receive when its deadline passed with nothing read.
+var ErrTimeout = errors.New("no replication message before the deadline")
+
+// ErrStreamEnded reports that the server ended the replication stream
+// (CopyDone or CommandComplete): it is shutting down, or its walsender was
+// stopped. The error names the cause when the server sent one.
+var ErrStreamEnded = errors.New("the server ended the replication stream")
+
+// Receive reads the next message until deadline (or an earlier one it is
+// still using): a Keepalive or a Data.
+func (s *Stream) Receive(parent context.Context, deadline time.Time) (Message, error) {
+	ctx := s.receiveContext(parent, deadline)
+	raw, err := s.conn.ReceiveMessage(ctx)
+	if err != nil {
+		if pgconn.Timeout(err) && ctx.Err() != nil && errors.Is(ctx.Err(), context.DeadlineExceeded) {
+			return nil, ErrTimeout
+		}
+		return nil, fmt.Errorf("receive from replication stream: %w", err)
+	}
+	switch m := raw.(type) {
+	case *pgproto3.CopyData:
+		return Decode(m.Data)
+	case *pgproto3.ErrorResponse:
+		return nil, fmt.Errorf("replication stream: %w", pgconn.ErrorResponseToPgError(m))
+	case *pgproto3.CopyDone:
+		return nil, s.ended(parent, "CopyDone")
+	case *pgproto3.CommandComplete:
+		return nil, s.ended(parent, "CommandComplete")
+	default:
+		return nil, fmt.Errorf("replication stream: unexpected message %T", raw)
+	}
+}
+
+// ended reads what the server sends after the end of the stream, for a
+// moment, to name the cause: a shutting-down server sends an ErrorResponse
+// (57P01, terminating connection due to administrator command).
+func (s *Stream) ended(parent context.Context, what string) error {
+	ctx, cancel := context.WithTimeout(parent, 200*time.Millisecond)
+	defer cancel()
+	for range 4 {
+		raw, err := s.conn.ReceiveMessage(ctx)
+		if err != nil {
+			break
+		}
+		if e, ok := raw.(*pgproto3.ErrorResponse); ok {
+			return fmt.Errorf("%w (%s): %w", ErrStreamEnded, what, pgconn.ErrorResponseToPgError(e))
+		}
+	}
+	return fmt.Errorf("%w (%s)", ErrStreamEnded, what)
+}
+
+func (s *Stream) receiveContext(parent context.Context, deadline time.Time) context.Context {
+	if s.rctx != nil && s.rparent == parent && !s.rdeadline.After(deadline) && s.rctx.Err() == nil {
+		return s.rctx
+	}
+	if s.rcancel != nil {
+		s.rcancel()
+	}
+	s.rctx, s.rcancel = context.WithDeadline(parent, deadline)
+	s.rparent, s.rdeadline = parent, deadline
+	return s.rctx
+}
+
+// statusWriteTimeout bounds a status update when ctx has no deadline: a
+// server that stopped reading must not hold the relay.
+const statusWriteTimeout = 10 * time.Second
+
+// SendStatus reports positions to the server. All three are set explicitly:
+// pglogrepl fills zero fields with the write position, which would report
+// unconfirmed data as flushed. The write has a deadline (ctx's, or
+// statusWriteTimeout): pglogrepl ignores the context, and a server that
+// stopped reading would otherwise hold it forever.
+func (s *Stream) SendStatus(ctx context.Context, write, flush LSN, replyRequested bool) error {
+	if flush == 0 {
+		return errors.New("send standby status: refusing to report flush position 0")
+	}
+	write = max(write, flush)
+	deadline, ok := ctx.Deadline()
+	if !ok {
+		deadline = time.Now().Add(statusWriteTimeout)
+	}
+	nc := s.conn.Conn()
+	if err := nc.SetWriteDeadline(deadline); err != nil {
+		return fmt.Errorf("send standby status (flush %s): %w", flush, err)
+	}
+	defer nc.SetWriteDeadline(time.Time{})
+	err := pglogrepl.SendStandbyStatusUpdate(ctx, s.conn, pglogrepl.StandbyStatusUpdate{
+		WALWritePosition: write,
+		WALFlushPosition: flush,
+		WALApplyPosition: flush,
+		ClientTime:       time.Now(),
+		ReplyRequested:   replyRequested,
+	})
+	if err != nil {
+		return fmt.Errorf("send standby status (flush %s): %w", flush, err)
+	}
+	return nil
+}
+
+// closeTimeout bounds Close when ctx has no deadline.
+const closeTimeout = 5 * time.Second
+
+// Close ends the stream and the connection, within ctx's deadline or
+// closeTimeout.
+func (s *Stream) Close(ctx context.Context) error {
+	if s.rcancel != nil {
+		s.rcancel()
+	}
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, closeTimeout)
+		defer cancel()
+	}
+	return s.conn.Close(ctx)
+}

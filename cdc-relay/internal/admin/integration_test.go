@@ -539,3 +539,104 @@ func (w testLog) Write(p []byte) (int, error) {
 	w.t.Log(strings.TrimSpace(string(p)))
 	return len(p), nil
 }
+
+// commitTime is the commit timestamp of the transaction that inserted the
+// outbox row id.
+func commitTime(t *testing.T, dbURL, id string) time.Time {
+	t.Helper()
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, dbURL)
+	require.NoError(t, err)
+	defer conn.Close(ctx)
+	var at time.Time
+	require.NoError(t, conn.QueryRow(ctx, `SELECT pg_xact_commit_timestamp(xmin) FROM outbox WHERE id = $1`, id).Scan(&at))
+	return at
+}
+
+// The repair after a lost slot must cover every row committed after the
+// given point, in commit order: a transaction that started before --since
+// and committed after it is replayed, and after the one that committed
+// before it.
+func TestReplaySelectsAndOrdersByCommitTime(t *testing.T) {
+	t.Parallel()
+	dbURL := testenv.NewOutboxDatabase(t)
+	exchange := testenv.NewExchange(t)
+	deliveries := testenv.Consume(t, testenv.NewQueue(t, exchange, "replay.#"))
+	env := map[string]string{"CDC_RELAY_DATABASE_URL": dbURL, "CDC_RELAY_AMQP_URL": testenv.AMQPURL(t), "CDC_RELAY_EXCHANGE": exchange}
+	ctx := context.Background()
+
+	conn, err := pgx.Connect(ctx, dbURL)
+	require.NoError(t, err)
+	defer conn.Close(ctx)
+	long, err := conn.Begin(ctx)
+	require.NoError(t, err)
+	var lateID string
+	require.NoError(t, long.QueryRow(ctx, `INSERT INTO outbox (aggregate_type, aggregate_id, event_type, routing_key, payload)
+		VALUES ('order', 'late', 'order.created', 'replay.late', '{"n": 2}') RETURNING id::text`).Scan(&lateID))
+	time.Sleep(50 * time.Millisecond)
+	early := insertTx(t, dbURL, "replay.early", 1)[0]
+	time.Sleep(50 * time.Millisecond)
+	require.NoError(t, long.Commit(ctx))
+
+	// Since the commit of the short transaction: the long one started
+	// before it, and committed after.
+	since := commitTime(t, dbURL, early.id)
+	r := decode[admin.Replayed](t, run(t, env, "replay", "--since", since.Format(time.RFC3339Nano), "--json").ok(t))
+	assert.Equal(t, 2, r.Rows)
+	assert.Contains(t, r.Order, "transactions by commit time")
+	got := receive(t, deliveries, 2)
+	assert.Equal(t, []string{early.id, lateID}, []string{got[0].MessageId, got[1].MessageId}, "commit order")
+	assert.True(t, since.Equal(*r.FirstCommitted))
+
+	// Just after it: the long transaction alone.
+	r = decode[admin.Replayed](t, run(t, env, "replay", "--since", since.Add(time.Microsecond).Format(time.RFC3339Nano), "--json").ok(t))
+	assert.Equal(t, 1, r.Rows)
+	assert.Equal(t, lateID, receive(t, deliveries, 1)[0].MessageId)
+}
+
+// Once retention DELETEs and VACUUM let the heap reuse space, a
+// transaction's rows no longer lie in insertion order (ctid): replay keeps
+// their order by the seq column.
+func TestReplayKeepsInsertionOrderAfterTheHeapReusesSpace(t *testing.T) {
+	t.Parallel()
+	dbURL := testenv.NewOutboxDatabase(t)
+	exchange := testenv.NewExchange(t)
+	deliveries := testenv.Consume(t, testenv.NewQueue(t, exchange, "replay.#"))
+	env := map[string]string{"CDC_RELAY_DATABASE_URL": dbURL, "CDC_RELAY_AMQP_URL": testenv.AMQPURL(t), "CDC_RELAY_EXCHANGE": exchange}
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, dbURL)
+	require.NoError(t, err)
+	defer conn.Close(ctx)
+
+	for range 4 {
+		insertTx(t, dbURL, "old", 500)
+	}
+	// The retention job's DELETE of old rows, then VACUUM: the first pages
+	// of the heap have room again, and the free space map's search starts
+	// over from the first page.
+	_, err = conn.Exec(ctx, `DELETE FROM outbox WHERE seq % 3 <> 0 AND seq < 400`)
+	require.NoError(t, err)
+	_, err = conn.Exec(ctx, `VACUUM outbox`)
+	require.NoError(t, err)
+	// Wide rows take most of the room of the first pages and move the
+	// search on; the next transaction fills the pages after them, finds
+	// the rest of the heap full, and wraps around to what is left before.
+	_, err = conn.Exec(ctx, `INSERT INTO outbox (aggregate_type, aggregate_id, event_type, routing_key, payload)
+		SELECT 'order', g::text, 'order.created', 'wide', jsonb_build_object('pad', (SELECT string_agg(md5(random()::text || x), '') FROM generate_series(1, 55) x))
+		FROM generate_series(1, 12) g`)
+	require.NoError(t, err)
+	rows := insertTx(t, dbURL, "replay.tx", 200)
+
+	// The precondition that makes this test mean something: physical order
+	// is not insertion order any more.
+	var inPlace bool
+	require.NoError(t, conn.QueryRow(ctx, `SELECT array_agg(seq ORDER BY ctid) = array_agg(seq ORDER BY seq) FROM outbox WHERE routing_key = 'replay.tx'`).Scan(&inPlace))
+	require.False(t, inPlace, "the heap kept the rows in insertion order; the test needs it reused")
+
+	since := commitTime(t, dbURL, rows[0].id)
+	run(t, env, "replay", "--since", since.Format(time.RFC3339Nano)).ok(t)
+	got := receive(t, deliveries, 200)
+	for i, d := range got {
+		require.Equal(t, rows[i].id, d.MessageId, "message %d out of insertion order", i)
+	}
+}

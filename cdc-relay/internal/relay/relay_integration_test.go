@@ -36,6 +36,8 @@ type env struct {
 	metrics *metrics.Metrics
 	http    *httptest.Server
 	done    chan error
+	stop    context.CancelFunc
+	exited  bool             // Run returned and done was read
 	logs    *proctest.Output // the relay's JSON log lines
 }
 
@@ -89,8 +91,12 @@ func (e *env) start(t *testing.T, cfg config.Config) {
 	ctx, cancel := context.WithCancel(context.Background())
 	e.done = make(chan error, 1)
 	go func() { e.done <- e.relay.Run(ctx) }()
+	e.stop = cancel
 	t.Cleanup(func() {
 		cancel()
+		if e.exited {
+			return
+		}
 		select {
 		case err := <-e.done:
 			assert.NoError(t, err, "relay.Run after stop")
@@ -98,6 +104,19 @@ func (e *env) start(t *testing.T, cfg config.Config) {
 			t.Error("relay did not stop within 30s")
 		}
 	})
+}
+
+// exit waits for Run to return on its own (a fatal error) and returns its error.
+func (e *env) exit(t *testing.T, within time.Duration) error {
+	t.Helper()
+	select {
+	case err := <-e.done:
+		e.exited = true
+		return err
+	case <-time.After(within):
+		t.Fatalf("relay still running after %s: %+v", within, e.relay.Status())
+		return nil
+	}
 }
 
 // testWriter sends the relay's logs to the test log, shown on failure.

@@ -1,6 +1,7 @@
 package replication
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 
@@ -56,9 +57,14 @@ func Decode(data []byte) (Message, error) {
 	return nil, fmt.Errorf("%w: unknown CopyData type %q", ErrDecode, data[0])
 }
 
-// parse is pglogrepl.Parse, which panics on some truncated messages (a slice
-// out of range): a malformed message is an error, never a crash.
+// parse is pglogrepl.Parse made safe for any bytes: it panics on some
+// truncated messages (a slice out of range), and allocates whatever length a
+// tuple's column claims (up to 4 GiB) before reading it. A malformed message
+// is an error, never a crash nor a huge allocation.
 func parse(b []byte) (msg pglogrepl.Message, err error) {
+	if err := checkTuples(b); err != nil {
+		return nil, err
+	}
 	defer func() {
 		if r := recover(); r != nil {
 			msg, err = nil, fmt.Errorf("malformed message (%d bytes, type %q): %v", len(b), first(b), r)
@@ -72,4 +78,66 @@ func first(b []byte) byte {
 		return 0
 	}
 	return b[0]
+}
+
+// checkTuples checks that what pglogrepl allocates by a length read from the
+// message fits in the message: the tuples of an insert, update or delete
+// (pgoutput's TupleData: a column count, then per column a kind byte and, for
+// text and binary values, a 4-byte length and the value), and the relation
+// ids of a truncate.
+func checkTuples(b []byte) error {
+	if len(b) == 0 {
+		return nil
+	}
+	pos := 5 // type byte, relation id
+	var tuples int
+	switch b[0] {
+	case 'I': // 'N' tuple
+		tuples = 1
+	case 'D': // 'K'|'O' tuple
+		tuples = 1
+	case 'U': // ['K'|'O' tuple] 'N' tuple
+		tuples = 1
+		if len(b) > pos && (b[pos] == 'K' || b[pos] == 'O') {
+			tuples = 2
+		}
+	case 'T': // relation count, options, relation ids (protocol v1: no xid)
+		if len(b) < 10 {
+			return fmt.Errorf("truncated %q message", b[0])
+		}
+		if n := int(binary.BigEndian.Uint32(b[1:])); n > (len(b)-6)/4 {
+			return fmt.Errorf("%q message: %d relations in %d bytes", b[0], n, len(b))
+		}
+		return nil
+	default:
+		return nil
+	}
+	for range tuples {
+		if len(b) < pos+3 {
+			return fmt.Errorf("truncated %q message", b[0])
+		}
+		pos++ // the tuple's kind: N, K or O
+		n := int(binary.BigEndian.Uint16(b[pos:]))
+		pos += 2
+		for range n {
+			if pos >= len(b) {
+				return fmt.Errorf("truncated %q message", b[0])
+			}
+			kind := b[pos]
+			pos++
+			if kind != pglogrepl.TupleDataTypeText && kind != pglogrepl.TupleDataTypeBinary {
+				continue
+			}
+			if len(b) < pos+4 {
+				return fmt.Errorf("truncated %q message", b[0])
+			}
+			l := int(binary.BigEndian.Uint32(b[pos:]))
+			pos += 4
+			if l > len(b)-pos {
+				return fmt.Errorf("%q message: a column of %d bytes in %d", b[0], l, len(b))
+			}
+			pos += l
+		}
+	}
+	return nil
 }

@@ -41,6 +41,10 @@ func Open(ctx context.Context, dbURL string) (*Stream, error) {
 	// fix them so created_at always parses the same way.
 	cfg.RuntimeParams["TimeZone"] = "UTC"
 	cfg.RuntimeParams["DateStyle"] = "ISO, YMD"
+	return openConfig(ctx, cfg)
+}
+
+func openConfig(ctx context.Context, cfg *pgconn.Config) (*Stream, error) {
 	conn, err := pgconn.ConnectConfig(ctx, cfg)
 	if err != nil {
 		return nil, connectError(err)

@@ -1,0 +1,109 @@
+package replication
+
+import (
+	"context"
+	"net"
+	"os"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/saga-cdc/saga/migrations"
+	"github.com/saga-cdc/saga/tests/testenv"
+)
+
+// stallConn is a connection whose writes can be made to block, as on a peer
+// that stopped reading; a blocked write ends at the write deadline, as a
+// real socket's does.
+type stallConn struct {
+	net.Conn
+	mu       sync.Mutex
+	stalled  bool
+	deadline time.Time
+}
+
+func (c *stallConn) stall() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.stalled = true
+}
+
+func (c *stallConn) Write(b []byte) (int, error) {
+	for {
+		c.mu.Lock()
+		stalled, deadline := c.stalled, c.deadline
+		c.mu.Unlock()
+		if !stalled {
+			return c.Conn.Write(b)
+		}
+		if !deadline.IsZero() && time.Now().After(deadline) {
+			return 0, os.ErrDeadlineExceeded
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func (c *stallConn) SetWriteDeadline(t time.Time) error {
+	c.mu.Lock()
+	c.deadline = t
+	c.mu.Unlock()
+	return c.Conn.SetWriteDeadline(t)
+}
+
+func (c *stallConn) SetDeadline(t time.Time) error {
+	c.mu.Lock()
+	c.deadline = t
+	c.mu.Unlock()
+	return c.Conn.SetDeadline(t)
+}
+
+// A server that stops reading cannot hold a status update or the close of
+// the stream: both end at their deadline.
+func TestStreamWritesHaveDeadlines(t *testing.T) {
+	dbURL := testenv.NewDatabase(t)
+	ctx := context.Background()
+	ctl, err := Connect(ctx, dbURL)
+	require.NoError(t, err)
+	defer ctl.Close(ctx)
+	require.NoError(t, migrations.Apply(ctx, ctl, migrations.Outbox()))
+	target := Target{Slot: testenv.RandomName("t_slot_"), Publication: "cdc_relay_outbox", Schema: "public", Table: "outbox"}
+	t.Cleanup(func() { testenv.DropSlot(t, dbURL, target.Slot) })
+
+	cfg, err := pgconn.ParseConfig(dbURL)
+	require.NoError(t, err)
+	cfg.RuntimeParams["replication"] = "database"
+	var conn *stallConn
+	dial := cfg.DialFunc
+	cfg.DialFunc = func(ctx context.Context, network, addr string) (net.Conn, error) {
+		c, err := dial(ctx, network, addr)
+		if err != nil {
+			return nil, err
+		}
+		conn = &stallConn{Conn: c}
+		return conn, nil
+	}
+	s, err := openConfig(ctx, cfg)
+	require.NoError(t, err)
+	created, err := s.CreateSlot(ctx, target.Slot)
+	require.NoError(t, err)
+	require.NoError(t, s.Start(ctx, target, created.ConsistentPoint))
+	require.NoError(t, s.SendStatus(ctx, created.ConsistentPoint, created.ConsistentPoint, false))
+
+	conn.stall()
+	sctx, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
+	defer cancel()
+	began := time.Now()
+	err = s.SendStatus(sctx, created.ConsistentPoint, created.ConsistentPoint, false)
+	require.Error(t, err)
+	assert.Less(t, time.Since(began), 3*time.Second, "a status update waited past its deadline")
+
+	cctx, ccancel := context.WithTimeout(ctx, 300*time.Millisecond)
+	defer ccancel()
+	began = time.Now()
+	_ = s.Close(cctx)
+	assert.Less(t, time.Since(began), 3*time.Second, "closing the stream waited past its deadline")
+}

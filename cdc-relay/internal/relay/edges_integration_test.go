@@ -353,3 +353,39 @@ func TestCleanStopsResendNothing(t *testing.T) {
 	assert.Zero(t, got.Check(t, writers, perWriter), "duplicates after 4 clean stops")
 	assert.False(t, strings.Contains(e.logs.String(), "did not show the final position"))
 }
+
+// A slot dropped while the relay streams stops it with the repair, and the
+// repair names the --since to pass: the commit time of the last transaction
+// the relay confirmed, which /status shows too.
+func TestLostSlotNamesTheCommitTimeToReplayFrom(t *testing.T) {
+	e := newEnv(t, func(c *config.Config) { c.HeartbeatInterval = 200 * time.Millisecond })
+	got := relaytest.Collect(testenv.Consume(t, testenv.NewQueue(t, e.exchange, "#")))
+	e.waitReady(t)
+	require.NoError(t, relaytest.Write(context.Background(), e.dbURL, 0, 1, 20, 5, "lost"))
+	got.WaitDistinct(t, 20, 20*time.Second)
+	var since string
+	require.Eventually(t, func() bool {
+		st := e.relay.Status()
+		if st.ConfirmedCommit == nil || st.InFlight > 0 {
+			return false
+		}
+		since = st.ConfirmedCommit.Format(time.RFC3339Nano)
+		return true
+	}, 10*time.Second, 10*time.Millisecond)
+	var last time.Time
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, e.dbURL)
+	require.NoError(t, err)
+	defer conn.Close(ctx)
+	require.NoError(t, conn.QueryRow(ctx, `SELECT max(pg_xact_commit_timestamp(xmin)) FROM outbox`).Scan(&last))
+	assert.Equal(t, last.UTC().Format(time.RFC3339Nano), since, "/status confirmed_commit_time is the last commit")
+
+	// Drop it from under the relay: end its walsender, then drop.
+	_, err = conn.Exec(ctx, `SELECT pg_terminate_backend(active_pid) FROM pg_replication_slots WHERE slot_name = $1`, e.slot)
+	require.NoError(t, err)
+	testenv.DropSlot(t, e.dbURL, e.slot)
+	err = e.exit(t, 30*time.Second)
+	require.ErrorIs(t, err, relay.ErrFatal)
+	assert.Contains(t, err.Error(), "is lost")
+	assert.Contains(t, err.Error(), "cdc-relay replay --since "+since+" (the commit time of the last transaction this relay confirmed)")
+}

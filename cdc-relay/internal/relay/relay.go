@@ -337,7 +337,9 @@ func (r *Relay) session(ctx context.Context) error {
 		return s.run(ctx, gctx)
 	})
 	err = g.Wait()
-	r.mem.confirmed(tracker.Positions())
+	p := tracker.Positions()
+	r.mem.confirmed(p)
+	r.st.sessionEnded(p.ConfirmedCommit)
 	return err
 }
 

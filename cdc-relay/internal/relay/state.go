@@ -22,27 +22,30 @@ const (
 
 // Status is the relay's state as /readyz and /status show it.
 type Status struct {
-	Name          string     `json:"name"`
-	Slot          string     `json:"slot"`
-	Phase         Phase      `json:"phase"`
-	Ready         bool       `json:"ready"`
-	Reason        string     `json:"reason,omitempty"`
-	BrokerOpen    bool       `json:"broker_channel_open"`
-	ReceivedLSN   string     `json:"received_lsn"`
-	ConfirmedLSN  string     `json:"confirmed_lsn"`
-	ServerWALEnd  string     `json:"server_wal_end"`
-	LagBytes      int64      `json:"lag_bytes"`
-	RetainedWAL   int64      `json:"retained_wal_bytes"`
-	WALStatus     string     `json:"wal_status,omitempty"`
-	SafeWALSize   *int64     `json:"safe_wal_size,omitempty"`
-	HeartbeatAge  *float64   `json:"heartbeat_age_seconds,omitempty"`
-	InFlight      uint64     `json:"in_flight"`
-	Published     uint64     `json:"events_published"`
-	LastEventAt   *time.Time `json:"last_event_at,omitempty"`
-	LastError     string     `json:"last_error,omitempty"`
-	LastErrorAt   *time.Time `json:"last_error_at,omitempty"`
-	Reconnects    uint64     `json:"reconnects"`
-	StreamingFrom *time.Time `json:"streaming_since,omitempty"`
+	Name         string   `json:"name"`
+	Slot         string   `json:"slot"`
+	Phase        Phase    `json:"phase"`
+	Ready        bool     `json:"ready"`
+	Reason       string   `json:"reason,omitempty"`
+	BrokerOpen   bool     `json:"broker_channel_open"`
+	ReceivedLSN  string   `json:"received_lsn"`
+	ConfirmedLSN string   `json:"confirmed_lsn"`
+	ServerWALEnd string   `json:"server_wal_end"`
+	LagBytes     int64    `json:"lag_bytes"`
+	RetainedWAL  int64    `json:"retained_wal_bytes"`
+	WALStatus    string   `json:"wal_status,omitempty"`
+	SafeWALSize  *int64   `json:"safe_wal_size,omitempty"`
+	HeartbeatAge *float64 `json:"heartbeat_age_seconds,omitempty"`
+	InFlight     uint64   `json:"in_flight"`
+	// ConfirmedCommit is the commit time of the last transaction whose every
+	// message the broker confirmed: the --since of a replay after a lost slot.
+	ConfirmedCommit *time.Time `json:"confirmed_commit_time,omitempty"`
+	Published       uint64     `json:"events_published"`
+	LastEventAt     *time.Time `json:"last_event_at,omitempty"`
+	LastError       string     `json:"last_error,omitempty"`
+	LastErrorAt     *time.Time `json:"last_error_at,omitempty"`
+	Reconnects      uint64     `json:"reconnects"`
+	StreamingFrom   *time.Time `json:"streaming_since,omitempty"`
 }
 
 // state is shared between the relay's goroutines and the HTTP handlers.
@@ -64,6 +67,17 @@ type state struct {
 	heartbeat   time.Time     // last heartbeat read back (session start until the first)
 	health      replication.SlotHealth
 	hasHealth   bool
+	// confirmedCommit is the last confirmed commit time of earlier sessions.
+	confirmedCommit time.Time
+}
+
+// sessionEnded keeps what the session's tracker knew of confirmed commits.
+func (s *state) sessionEnded(confirmedCommit time.Time) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if confirmedCommit.After(s.confirmedCommit) {
+		s.confirmedCommit = confirmedCommit
+	}
 }
 
 func (s *state) set(p Phase, reason string) {
@@ -134,6 +148,13 @@ func (s *state) snapshot() Status {
 		p := s.tracker.Positions()
 		st.ReceivedLSN, st.ConfirmedLSN, st.ServerWALEnd = p.Received.String(), p.Confirmed.String(), p.ServerEnd.String()
 		st.InFlight = p.InFlight
+		if p.ConfirmedCommit.After(s.confirmedCommit) {
+			s.confirmedCommit = p.ConfirmedCommit
+		}
+	}
+	if !s.confirmedCommit.IsZero() {
+		t := s.confirmedCommit.UTC()
+		st.ConfirmedCommit = &t
 	}
 	if s.hasHealth {
 		st.LagBytes, st.RetainedWAL, st.WALStatus, st.SafeWALSize = s.health.LagBytes, s.health.RetainedWALBytes, s.health.WALStatus, s.health.SafeWALSize

@@ -195,7 +195,8 @@ func TestBadConfigSaysWhatToFix(t *testing.T) {
 		assert.Contains(t, p.out.String(), "check CDC_RELAY_DATABASE_URL")
 	})
 	t.Run("wal_level replica exits 1 with the fix", func(t *testing.T) {
-		serverURL := replicaCluster(t)
+		// A server of its own: the shared one cannot be switched to replica.
+		serverURL := testenv.StartPostgres(t, testenv.PostgresOptions{Settings: map[string]string{"wal_level": "replica"}}).URL("")
 		p := start(t, relayEnv(serverURL, testenv.AMQPURL(t), "s", testenv.NewExchange(t)), "run")
 		require.Equal(t, 1, p.wait(t, 20*time.Second))
 		assert.Contains(t, p.out.String(), `wal_level is \"replica\", logical replication needs \"logical\": run ALTER SYSTEM SET wal_level = logical; and restart Postgres`)

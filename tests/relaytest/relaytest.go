@@ -91,14 +91,7 @@ func Collect(deliveries <-chan amqp.Delivery) *Collector {
 	c := &Collector{}
 	go func() {
 		for d := range deliveries {
-			var p Payload
-			c.mu.Lock()
-			if err := json.Unmarshal(d.Body, &p); err != nil {
-				c.bad = append(c.bad, fmt.Sprintf("%s: %v", d.Body, err))
-			} else {
-				c.msgs = append(c.msgs, Message{Payload: p, Delivery: d})
-			}
-			c.mu.Unlock()
+			c.add(d)
 		}
 	}()
 	return c
@@ -166,4 +159,161 @@ func (c *Collector) Check(t testing.TB, writers, perWriter int) (duplicates int)
 		require.Equal(t, perWriter, n, "writer %d: rows missing after seq %d", w, n)
 	}
 	return duplicates
+}
+
+// WriteThrough is Write that carries on through a server restart: on an
+// error it reconnects (until ctx ends), reads back the last row of writer
+// that committed, and goes on after it. An insert whose commit was lost
+// with the connection is thus neither lost nor written twice.
+func WriteThrough(ctx context.Context, dbURL string, writer, n, maxTxn int, key string) error {
+	next := 1
+	for next <= n {
+		err := Write(ctx, dbURL, writer, next, n-next+1, maxTxn, key)
+		if err == nil {
+			return nil
+		}
+		if ctx.Err() != nil {
+			return err
+		}
+		for {
+			last, lerr := lastSeq(ctx, dbURL, writer, key)
+			if lerr == nil {
+				next = last + 1
+				break
+			}
+			select {
+			case <-ctx.Done():
+				return fmt.Errorf("writer %d: %w (last error: %v)", writer, ctx.Err(), err)
+			case <-time.After(50 * time.Millisecond):
+			}
+		}
+	}
+	return nil
+}
+
+// WriteAllThrough runs writers WriteThrough calls at once.
+func WriteAllThrough(ctx context.Context, dbURL string, writers, perWriter, maxTxn int, key string) error {
+	var wg sync.WaitGroup
+	errs := make([]error, writers)
+	for w := range writers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[w] = WriteThrough(ctx, dbURL, w, perWriter, maxTxn, key)
+		}()
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+func lastSeq(ctx context.Context, dbURL string, writer int, key string) (int, error) {
+	cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	conn, err := pgx.Connect(cctx, dbURL)
+	if err != nil {
+		return 0, err
+	}
+	defer conn.Close(context.WithoutCancel(ctx))
+	var last int
+	err = conn.QueryRow(cctx, `SELECT coalesce(max((payload->>'seq')::int), 0) FROM outbox WHERE aggregate_id = $1::int::text AND routing_key = $2`, writer, key).Scan(&last)
+	return last, err
+}
+
+// CollectThrough is Collect on queue of the broker at amqpURL, consuming
+// again after the broker restarts (the queue is durable and the messages
+// persistent, so none is lost meanwhile). It stops at the end of the test.
+func CollectThrough(t testing.TB, amqpURL, queue string) *Collector {
+	t.Helper()
+	c := &Collector{}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	t.Cleanup(func() { cancel(); <-done })
+	go func() {
+		defer close(done)
+		for ctx.Err() == nil {
+			conn, err := amqp.Dial(amqpURL)
+			if err != nil {
+				time.Sleep(50 * time.Millisecond)
+				continue
+			}
+			c.consume(ctx, conn, queue)
+			conn.Close()
+		}
+	}()
+	return c
+}
+
+func (c *Collector) consume(ctx context.Context, conn *amqp.Connection, queue string) {
+	ch, err := conn.Channel()
+	if err != nil {
+		return
+	}
+	deliveries, err := ch.Consume(queue, "", true, false, false, false, nil)
+	if err != nil {
+		return
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case d, ok := <-deliveries:
+			if !ok {
+				return
+			}
+			c.add(d)
+		}
+	}
+}
+
+func (c *Collector) add(d amqp.Delivery) {
+	var p Payload
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if err := json.Unmarshal(d.Body, &p); err != nil {
+		c.bad = append(c.bad, fmt.Sprintf("%s: %v", d.Body, err))
+		return
+	}
+	c.msgs = append(c.msgs, Message{Payload: p, Delivery: d})
+}
+
+// Figures are what a fault test measures of what arrived.
+type Figures struct {
+	Written         int // rows the writers committed
+	Received        int // messages, duplicates included
+	Lost            int // rows that never arrived
+	OrderViolations int // first arrivals of a writer's row after a later row of the same writer
+	Duplicates      int // messages that repeat an earlier one
+}
+
+// Measure counts, without failing the test, what Check asserts.
+func (c *Collector) Measure(writers, perWriter int) Figures {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	f := Figures{Written: writers * perWriter, Received: len(c.msgs)}
+	seen := map[string]bool{}
+	rows := map[[2]int]bool{}
+	high := make([]int, writers)
+	for _, m := range c.msgs {
+		if seen[m.MessageId] {
+			f.Duplicates++
+			continue
+		}
+		seen[m.MessageId] = true
+		if m.Writer < 0 || m.Writer >= writers {
+			continue
+		}
+		rows[[2]int{m.Writer, m.Seq}] = true
+		if m.Seq < high[m.Writer] {
+			f.OrderViolations++
+		}
+		high[m.Writer] = max(high[m.Writer], m.Seq)
+	}
+	for w := range writers {
+		for s := 1; s <= perWriter; s++ {
+			if !rows[[2]int{w, s}] {
+				f.Lost++
+			}
+		}
+	}
+	return f
 }

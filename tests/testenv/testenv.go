@@ -412,7 +412,12 @@ func RandomName(prefix string) string {
 // AMQPURL server and deletes it at cleanup.
 func NewExchange(t testing.TB) string {
 	t.Helper()
-	amqpURL := AMQPURL(t)
+	return NewExchangeOn(t, AMQPURL(t))
+}
+
+// NewExchangeOn is NewExchange on the broker at amqpURL.
+func NewExchangeOn(t testing.TB, amqpURL string) string {
+	t.Helper()
 	name := RandomName("t_x_")
 	err := withChannel(amqpURL, func(ch *amqp091.Channel) error {
 		return ch.ExchangeDeclare(name, amqp091.ExchangeTopic, true, false, false, false, nil)
@@ -435,7 +440,12 @@ func NewExchange(t testing.TB) string {
 // binds it to exchange with each of keys, and deletes it at cleanup.
 func NewQueue(t testing.TB, exchange string, keys ...string) string {
 	t.Helper()
-	amqpURL := AMQPURL(t)
+	return NewQueueOn(t, AMQPURL(t), exchange, keys...)
+}
+
+// NewQueueOn is NewQueue on the broker at amqpURL.
+func NewQueueOn(t testing.TB, amqpURL, exchange string, keys ...string) string {
+	t.Helper()
 	name := RandomName("t_q_")
 	err := withChannel(amqpURL, func(ch *amqp091.Channel) error {
 		if _, err := ch.QueueDeclare(name, true, false, false, false, nil); err != nil {
@@ -468,7 +478,13 @@ func NewQueue(t testing.TB, exchange string, keys ...string) string {
 // the channel returned.
 func Consume(t testing.TB, queue string) <-chan amqp091.Delivery {
 	t.Helper()
-	amqpURL := AMQPURL(t)
+	return ConsumeOn(t, AMQPURL(t), queue)
+}
+
+// ConsumeOn is Consume on the broker at amqpURL. The consumer does not
+// outlive a broker restart: its channel closes.
+func ConsumeOn(t testing.TB, amqpURL, queue string) <-chan amqp091.Delivery {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), connectTimeout)
 	defer cancel()
 	conn, err := dialAMQP(ctx, amqpURL)

@@ -468,7 +468,7 @@ func TestReplayMatchesStream(t *testing.T) {
 
 	cfg := config.Config{DatabaseURL: dbURL, AMQPURL: amqpURL, Slot: slot, Publication: config.DefaultPublication,
 		Table: config.Table{Schema: "public", Name: "outbox"}, Exchange: exchange, HTTPAddr: "127.0.0.1:0",
-		MaxInFlight: 100, HeartbeatInterval: time.Second, LogFormat: "json", Poison: config.PoisonStop}
+		MaxInFlight: 100, HeartbeatInterval: time.Second, LogFormat: "json", Poison: config.PoisonStop, Unroutable: config.UnroutableHold}
 	require.NoError(t, cfg.Validate())
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)

@@ -206,6 +206,9 @@ func (t *tally) Confirmed(uint64, time.Time, time.Time) {
 
 func (t *tally) Failed(*publisher.Failure) {}
 
+// Blocked implements publisher.Handler: a blocked broker only slows a replay.
+func (t *tally) Blocked(bool, string) {}
+
 func (t *tally) check() {
 	if t.want >= 0 && t.confirmed >= t.want {
 		select {

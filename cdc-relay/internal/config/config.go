@@ -57,7 +57,26 @@ type Config struct {
 	// PoisonPark publishes a small envelope of it to the queue
 	// "<exchange>.poison" and goes on.
 	Poison string
+	// Unroutable is what the relay does with a message no queue is bound to
+	// receive: UnroutableHold never acknowledges past it and retries until a
+	// queue is bound (commit order kept); UnroutablePark links the exchange
+	// to the alternate exchange "<exchange>.unroutable" (a policy), whose
+	// queue of the same name takes such messages, and goes on.
+	Unroutable string
+	// ManagementURL is the RabbitMQ HTTP API the relay sets the
+	// alternate-exchange policy through (UnroutablePark). Empty: derived from
+	// AMQPURL (same host and credentials, port 15672, or 15671 for amqps);
+	// "off": the operator sets the policy.
+	ManagementURL string
 }
+
+// Values of Config.Unroutable.
+const (
+	UnroutableHold = "hold"
+	UnroutablePark = "park"
+	// ManagementOff is the ManagementURL that leaves policies to the operator.
+	ManagementOff = "off"
+)
 
 // Values of Config.Poison.
 const (
@@ -86,6 +105,7 @@ const (
 	DefaultLogFormat         = "json"
 	DefaultLogLevel          = "info"
 	DefaultPoison            = PoisonStop
+	DefaultUnroutable        = UnroutableHold
 
 	// maxMaxInFlight caps the window: amqp091 keeps a record per unconfirmed
 	// message and the relay's memory must stay bounded by the window.
@@ -127,6 +147,8 @@ var options = []option{
 	{"CDC_RELAY_HEARTBEAT_INTERVAL", "heartbeat-interval", DefaultHeartbeatInterval.String(), "status and heartbeat interval"},
 	{"CDC_RELAY_LOG_FORMAT", "log-format", DefaultLogFormat, "json or text"},
 	{"CDC_RELAY_LOG_LEVEL", "log-level", DefaultLogLevel, "debug, info, warn or error"},
+	{"CDC_RELAY_UNROUTABLE", "unroutable", DefaultUnroutable, "a message no queue is bound for: hold (retry, keeping commit order) or park (in queue <exchange>.unroutable, through an alternate exchange)"},
+	{"CDC_RELAY_AMQP_MANAGEMENT_URL", "amqp-management-url", "", "RabbitMQ HTTP API for the park mode's policy (default: the AMQP URL's host and credentials, port 15672; off: set by the operator)"},
 	{"CDC_RELAY_POISON", "poison", DefaultPoison, "a row that can never be published: stop (the relay, naming it) or park (in queue <exchange>.poison)"},
 	{"CDC_RELAY_CONFIG", "config", "", "JSON file listing several databases to relay from one process (see docs/operations.md)"},
 }
@@ -196,6 +218,9 @@ func parse(name string, args []string, getenv func(string) string, usage io.Writ
 		HTTPAddr:    get("CDC_RELAY_HTTP_ADDR"),
 		LogFormat:   get("CDC_RELAY_LOG_FORMAT"),
 		Poison:      get("CDC_RELAY_POISON"),
+		Unroutable:  get("CDC_RELAY_UNROUTABLE"),
+		// The default is derived where it is used, from the final AMQP URL.
+		ManagementURL: get("CDC_RELAY_AMQP_MANAGEMENT_URL"),
 	}
 	if t, err := ParseTable(get("CDC_RELAY_TABLE")); err != nil {
 		bad("CDC_RELAY_TABLE", err.Error())
@@ -283,6 +308,20 @@ func (c Config) Validate() error {
 	if c.LogFormat != "json" && c.LogFormat != "text" {
 		bad("CDC_RELAY_LOG_FORMAT", "log-format", fmt.Sprintf("%q is not json or text", c.LogFormat))
 	}
+	switch c.Unroutable {
+	case UnroutableHold:
+	case UnroutablePark:
+		if len(c.Exchange) > 255-len(".unroutable") {
+			bad("CDC_RELAY_EXCHANGE", "exchange", fmt.Sprintf("is over %d characters: with CDC_RELAY_UNROUTABLE=park its alternate exchange %q must fit AMQP's 255", 255-len(".unroutable"), c.Exchange+".unroutable"))
+		}
+	default:
+		bad("CDC_RELAY_UNROUTABLE", "unroutable", fmt.Sprintf("%q is not hold or park", c.Unroutable))
+	}
+	if m := c.ManagementURL; m != "" && m != ManagementOff {
+		if u, err := url.Parse(m); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			bad("CDC_RELAY_AMQP_MANAGEMENT_URL", "amqp-management-url", fmt.Sprintf("%q is not an http:// or https:// URL (or off)", MaskURL(m)))
+		}
+	}
 	switch c.Poison {
 	case PoisonStop:
 	case PoisonPark:
@@ -310,7 +349,44 @@ func (c Config) LogValue() slog.Value {
 		slog.String("log_format", c.LogFormat),
 		slog.String("log_level", c.LogLevel.String()),
 		slog.String("poison", c.Poison),
+		slog.String("unroutable", c.Unroutable),
+		slog.String("amqp_management_url", MaskURL(c.ManagementURL)),
 	)
+}
+
+// Management returns the RabbitMQ HTTP API URL and credentials for the park
+// mode's policy, or ok false when the operator sets it (ManagementOff).
+func (c Config) Management() (base, user, password string, ok bool) {
+	switch c.ManagementURL {
+	case ManagementOff:
+		return "", "", "", false
+	case "":
+		uri, err := amqp.ParseURI(c.AMQPURL)
+		if err != nil {
+			return "", "", "", false
+		}
+		scheme, port := "http", 15672
+		if uri.Scheme == "amqps" {
+			scheme, port = "https", 15671
+		}
+		return fmt.Sprintf("%s://%s", scheme, net.JoinHostPort(uri.Host, strconv.Itoa(port))), uri.Username, uri.Password, true
+	}
+	u, err := url.Parse(c.ManagementURL)
+	if err != nil {
+		return "", "", "", false
+	}
+	user, password = u.User.Username(), ""
+	if p, set := u.User.Password(); set {
+		password = p
+	}
+	if u.User == nil {
+		// No credentials in the URL: those of the AMQP URL.
+		if uri, err := amqp.ParseURI(c.AMQPURL); err == nil {
+			user, password = uri.Username, uri.Password
+		}
+	}
+	u.User = nil
+	return strings.TrimRight(u.String(), "/"), user, password, true
 }
 
 // MaskURL replaces the password of a URL (or a keyword/value password=...) with "xxxxx".

@@ -48,6 +48,7 @@ func TestParseDefaults(t *testing.T) {
 		LogFormat:         "json",
 		LogLevel:          slog.LevelInfo,
 		Poison:            "stop",
+		Unroutable:        "hold",
 	}, c)
 }
 
@@ -91,6 +92,8 @@ func TestParseErrorsNameTheVariable(t *testing.T) {
 		{"log level", with(map[string]string{"CDC_RELAY_LOG_LEVEL": "loud"}), nil, []string{"CDC_RELAY_LOG_LEVEL"}},
 		{"poison", with(map[string]string{"CDC_RELAY_POISON": "skip"}), nil, []string{"CDC_RELAY_POISON (--poison)", `"skip" is not stop or park`}},
 		{"poison queue name too long", with(map[string]string{"CDC_RELAY_POISON": "park", "CDC_RELAY_EXCHANGE": strings.Repeat("x", 250)}), nil, []string{"CDC_RELAY_EXCHANGE", "parking queue"}},
+		{"unroutable", with(map[string]string{"CDC_RELAY_UNROUTABLE": "drop"}), nil, []string{"CDC_RELAY_UNROUTABLE (--unroutable)", `"drop" is not hold or park`}},
+		{"management URL", with(map[string]string{"CDC_RELAY_AMQP_MANAGEMENT_URL": "rabbit:15672"}), nil, []string{"CDC_RELAY_AMQP_MANAGEMENT_URL", "not an http:// or https:// URL"}},
 		{"unknown flag", with(nil), []string{"--nope"}, []string{"nope"}},
 		{"stray argument", with(nil), []string{"extra"}, []string{`unexpected argument "extra"`}},
 	}
@@ -147,5 +150,28 @@ func TestParseTable(t *testing.T) {
 	for _, bad := range []string{"", "Outbox", "a.b.c", ".outbox", "x y", `"quoted"`} {
 		_, err := ParseTable(bad)
 		assert.Error(t, err, bad)
+	}
+}
+
+func TestManagementURL(t *testing.T) {
+	tests := []struct {
+		amqp, mgmt     string
+		base, user, pw string
+		ok             bool
+	}{
+		{"amqp://u:p@rabbit:5672/", "", "http://rabbit:15672", "u", "p", true},
+		{"amqps://u:p@rabbit/", "", "https://rabbit:15671", "u", "p", true},
+		{"amqp://rabbit/", "", "http://rabbit:15672", "guest", "guest", true},
+		{"amqp://u:p@rabbit/", "https://admin:s3cret@mq.example:443/", "https://mq.example:443", "admin", "s3cret", true},
+		{"amqp://u:p@rabbit/", "http://mq:15672", "http://mq:15672", "u", "p", true},
+		{"amqp://u:p@rabbit/", "off", "", "", "", false},
+	}
+	for _, tt := range tests {
+		c := Config{AMQPURL: tt.amqp, ManagementURL: tt.mgmt}
+		base, user, pw, ok := c.Management()
+		assert.Equal(t, tt.ok, ok, tt.mgmt)
+		assert.Equal(t, tt.base, base, tt.mgmt)
+		assert.Equal(t, tt.user, user, tt.mgmt)
+		assert.Equal(t, tt.pw, pw, tt.mgmt)
 	}
 }

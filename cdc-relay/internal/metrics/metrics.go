@@ -57,6 +57,7 @@ type Metrics struct {
 	lagBytes        prometheus.Gauge
 	reconnects      *prometheus.CounterVec
 	ready           prometheus.Gauge
+	blocked         prometheus.Gauge
 	retainedWAL     prometheus.Gauge
 	safeWALSize     prometheus.Gauge
 	walStatus       *prometheus.GaugeVec
@@ -110,6 +111,8 @@ func (r *Registry) Relay(slot string) *Metrics {
 			Help: "Sessions ended by an error and retried, by the side that failed.", ConstLabels: labels}, []string{"target"}),
 		ready: prometheus.NewGauge(prometheus.GaugeOpts{Name: "cdc_relay_ready",
 			Help: "1 while streaming with an open broker channel.", ConstLabels: labels}),
+		blocked: prometheus.NewGauge(prometheus.GaugeOpts{Name: "cdc_relay_broker_blocked",
+			Help: "1 while the broker blocks the relay's connection (a memory or disk alarm): nothing is published.", ConstLabels: labels}),
 		retainedWAL: prometheus.NewGauge(prometheus.GaugeOpts{Name: "cdc_relay_slot_retained_wal_bytes",
 			Help: "WAL the slot keeps on disk: current WAL minus restart_lsn.", ConstLabels: labels}),
 		safeWALSize: prometheus.NewGauge(prometheus.GaugeOpts{Name: "cdc_relay_slot_safe_wal_size_bytes",
@@ -119,7 +122,7 @@ func (r *Registry) Relay(slot string) *Metrics {
 	}
 	for _, c := range []prometheus.Collector{m.published, m.confirmed, m.returned, m.nacked, m.invalidRows, m.parked,
 		m.publishConfirm, m.commitToConfirm, m.receivedLSN, m.confirmedLSN, m.serverWALEnd, m.lagBytes,
-		m.reconnects, m.ready, m.retainedWAL, m.safeWALSize, m.walStatus} {
+		m.reconnects, m.ready, m.blocked, m.retainedWAL, m.safeWALSize, m.walStatus} {
 		f(c)
 	}
 	for _, t := range []string{"broker", "database"} {
@@ -218,4 +221,13 @@ func (m *Metrics) Ready(ready bool) {
 		v = 1
 	}
 	m.ready.Set(v)
+}
+
+// Blocked implements relay.Observer.
+func (m *Metrics) Blocked(blocked bool) {
+	if blocked {
+		m.blocked.Set(1)
+	} else {
+		m.blocked.Set(0)
+	}
 }

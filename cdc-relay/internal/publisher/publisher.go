@@ -13,6 +13,7 @@ import (
 	"regexp"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	amqp "github.com/rabbitmq/amqp091-go"
@@ -56,6 +57,10 @@ type Handler interface {
 	// Failed is called for a returned or nacked message before any confirm of
 	// it (RabbitMQ sends basic.return before basic.ack).
 	Failed(f *Failure)
+	// Blocked is called when the broker blocks the connection (a memory or
+	// disk alarm: it stops reading what the relay publishes) and again when
+	// it unblocks it.
+	Blocked(active bool, reason string)
 }
 
 // Publisher owns one connection and one confirm-mode channel. Publish is
@@ -70,6 +75,10 @@ type Publisher struct {
 	returns  chan amqp.Return
 	closed   chan *amqp.Error // connection closed
 	chClosed chan *amqp.Error // channel closed (a channel error such as 404 or 406)
+	blocks   chan amqp.Blocking
+	// blocked is set while the broker blocks the connection: it does not
+	// read it then, so a close cannot wait for its close-ok.
+	blocked atomic.Bool
 
 	mu sync.Mutex
 	// flight records the unconfirmed messages by delivery tag modulo the
@@ -156,6 +165,7 @@ func open(conn *amqp.Connection, exchange string, window int) (*Publisher, error
 		returns:  ch.NotifyReturn(make(chan amqp.Return)),
 		closed:   conn.NotifyClose(make(chan *amqp.Error, 1)),
 		chClosed: ch.NotifyClose(make(chan *amqp.Error, 1)),
+		blocks:   conn.NotifyBlocked(make(chan amqp.Blocking, 4)),
 		flight:   make([]flight, window),
 	}
 	return p, nil
@@ -218,6 +228,65 @@ func (p *Publisher) DeclareQueue(name string) error {
 	return nil
 }
 
+// ParkingExchange is the alternate exchange of the park mode for exchange:
+// a fanout exchange "<exchange>.unroutable" bound to a durable queue of the
+// same name.
+func ParkingExchange(exchange string) string { return exchange + ".unroutable" }
+
+// DeclareParking declares the park mode's alternate exchange and its queue
+// (idempotent). What links the relay's exchange to it is a policy
+// (mgmt.SetAlternateExchange), not a declaration argument: services that
+// declare the exchange themselves, without the argument, would otherwise be
+// refused (406 inequivalent arg 'alternate-exchange').
+func (p *Publisher) DeclareParking() error {
+	name := ParkingExchange(p.exchange)
+	if err := p.ch.ExchangeDeclare(name, amqp.ExchangeFanout, true, false, false, false, nil); err != nil {
+		return fmt.Errorf("declare the alternate exchange %q: %w", name, err)
+	}
+	if _, err := p.ch.QueueDeclare(name, true, false, false, false, nil); err != nil {
+		return fmt.Errorf("declare queue %q: %w", name, err)
+	}
+	if err := p.ch.QueueBind(name, "", name, false, nil); err != nil {
+		return fmt.Errorf("bind queue %q to exchange %q: %w", name, name, err)
+	}
+	return nil
+}
+
+// WatchParked calls fn with every message the alternate exchange of the park
+// mode receives, until ctx ends or the broker closes the channel: a queue of
+// its own (exclusive, deleted with the connection) bound to that fanout
+// exchange sees a copy of each, while the durable parking queue keeps them
+// for the operator.
+func (p *Publisher) WatchParked(ctx context.Context, fn func(amqp.Delivery)) error {
+	ch, err := p.conn.Channel()
+	if err != nil {
+		return fmt.Errorf("open the parking watch channel: %w", err)
+	}
+	defer ch.Close()
+	q, err := ch.QueueDeclare("", false, true, true, false, nil)
+	if err != nil {
+		return fmt.Errorf("declare the parking watch queue: %w", err)
+	}
+	if err := ch.QueueBind(q.Name, "", ParkingExchange(p.exchange), false, nil); err != nil {
+		return fmt.Errorf("bind the parking watch queue: %w", err)
+	}
+	deliveries, err := ch.Consume(q.Name, "cdc-relay-parking-watch", true, true, false, false, nil)
+	if err != nil {
+		return fmt.Errorf("watch parked messages: %w", err)
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case d, ok := <-deliveries:
+			if !ok {
+				return fmt.Errorf("%w: the parking watch channel closed", ErrClosed)
+			}
+			fn(d)
+		}
+	}
+}
+
 // FrameMax is the largest frame the connection negotiated: a message's
 // properties and headers must fit in one frame.
 func (p *Publisher) FrameMax() int { return p.conn.Config.FrameSize }
@@ -278,6 +347,11 @@ func (p *Publisher) Confirms(ctx context.Context, h Handler) error {
 			}
 			h.Confirmed(c.DeliveryTag, fl.at, fl.committed)
 			<-p.slots
+		case b, ok := <-p.blocks:
+			if ok {
+				p.blocked.Store(b.Active)
+				h.Blocked(b.Active, b.Reason)
+			}
 		case err := <-p.closed:
 			return closedErr("connection", err)
 		case err := <-p.chClosed:
@@ -312,7 +386,15 @@ func (p *Publisher) Close() error {
 		for range p.confirms {
 		}
 	}()
-	return p.conn.CloseDeadline(time.Now().Add(5 * time.Second))
+	go func() {
+		for range p.blocks {
+		}
+	}()
+	wait := 5 * time.Second
+	if p.blocked.Load() {
+		wait = 200 * time.Millisecond // a blocked broker reads nothing, close-ok included
+	}
+	return p.conn.CloseDeadline(time.Now().Add(wait))
 }
 
 // closeCause is the error of a closed notification channel: the library

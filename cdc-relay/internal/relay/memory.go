@@ -38,6 +38,36 @@ type memory struct {
 	// confirmedCommit is the commit time of the last transaction confirmed
 	// in any session, for the lost-slot repair.
 	confirmedCommit time.Time
+
+	// confirmedLSN is the highest position the broker confirmed everything
+	// before, in any session, on the server of system systemID. A restarted
+	// Postgres may keep an older confirmed_flush_lsn than the one the relay
+	// reported (Postgres 15 persists a logical slot's position at shutdown
+	// only when restart_lsn moved), so a new session starts from the greater
+	// of the two: a restart then resends at most what was in flight.
+	confirmedLSN checkpoint.LSN
+	systemID     string
+}
+
+// resumeFrom is where a session on the server of system sys starts: the
+// slot's confirmed position, or this process's own when it is further and
+// of the same server and within its WAL (a server restored from a backup,
+// or another cluster, is not the one the position was confirmed on).
+func (m *memory) resumeFrom(slot checkpoint.LSN, sys replication.System) (checkpoint.LSN, bool) {
+	defer m.lock()()
+	if m.confirmedLSN > slot && m.systemID == sys.ID && m.confirmedLSN <= sys.WALEnd {
+		return m.confirmedLSN, true
+	}
+	return slot, false
+}
+
+// sessionConfirmed records what a session's broker confirmed on system sys.
+func (m *memory) sessionConfirmed(lsn checkpoint.LSN, sys string) {
+	defer m.lock()()
+	if sys != m.systemID {
+		m.systemID, m.confirmedLSN = sys, 0
+	}
+	m.confirmedLSN = max(m.confirmedLSN, lsn)
 }
 
 func (m *memory) lock() func() {

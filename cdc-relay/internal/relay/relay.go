@@ -13,6 +13,8 @@ import (
 
 	"log/slog"
 	"math/rand/v2"
+	"regexp"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -22,6 +24,7 @@ import (
 	"github.com/saga-cdc/saga/cdc-relay/internal/checkpoint"
 	"github.com/saga-cdc/saga/cdc-relay/internal/config"
 	"github.com/saga-cdc/saga/cdc-relay/internal/logkey"
+	"github.com/saga-cdc/saga/cdc-relay/internal/mgmt"
 	"github.com/saga-cdc/saga/cdc-relay/internal/outbox"
 	"github.com/saga-cdc/saga/cdc-relay/internal/publisher"
 	"github.com/saga-cdc/saga/cdc-relay/internal/replication"
@@ -40,6 +43,9 @@ type Observer interface {
 	Positions(received, confirmed, serverEnd checkpoint.LSN)
 	Reconnect(target string)
 	Ready(ready bool)
+	// Blocked reports the broker blocking (a memory or disk alarm) and
+	// unblocking the relay's connection.
+	Blocked(blocked bool)
 	// SlotHealth reports the slot as the heartbeat statement read it.
 	SlotHealth(h replication.SlotHealth)
 	// HeartbeatSeen reports that a heartbeat came back through the stream.
@@ -58,7 +64,7 @@ var ErrFatal = replication.ErrFatal
 // Options tune timings; zero values take the defaults. Tests shorten them.
 type Options struct {
 	MinBackoff   time.Duration // first reconnect delay (default 250ms)
-	MaxBackoff   time.Duration // cap of the exponential backoff (default 30s)
+	MaxBackoff   time.Duration // cap of the exponential backoff (default 2s)
 	StandbyPoll  time.Duration // how often a standby tries to take the slot (default 1s)
 	DrainTimeout time.Duration // how long a stop waits for confirms (default 15s)
 }
@@ -68,7 +74,10 @@ func (o Options) withDefaults() Options {
 		o.MinBackoff = 250 * time.Millisecond
 	}
 	if o.MaxBackoff <= 0 {
-		o.MaxBackoff = 30 * time.Second
+		// Short, so that a server that is back is found within 2 s
+		// whatever happened before; the jitter spreads relays restarted
+		// together over its upper half.
+		o.MaxBackoff = 2 * time.Second
 	}
 	if o.StandbyPoll <= 0 {
 		o.StandbyPoll = time.Second
@@ -87,6 +96,9 @@ type Relay struct {
 	obs  Observer
 	st   *state
 	mem  memory
+	// streamed is set when a session reached streaming: its end restarts
+	// the backoff.
+	streamed atomic.Bool
 }
 
 // New returns a relay for cfg. obs may be nil.
@@ -111,10 +123,11 @@ func (r *Relay) Status() Status { return r.st.snapshot() }
 func (r *Relay) Run(ctx context.Context) error {
 	attempt := 0
 	for {
-		began := time.Now()
+		r.streamed.Store(false)
 		err := r.session(ctx)
 		r.st.session(nil, nil, 0)
 		r.obs.Ready(false)
+		r.obs.Blocked(false)
 		if ctx.Err() != nil {
 			r.st.set(PhaseStopped, "stopped")
 			if err != nil && !errors.Is(err, context.Canceled) {
@@ -138,8 +151,13 @@ func (r *Relay) Run(ctx context.Context) error {
 			wait = r.opts.StandbyPoll
 			r.log.Debug("standby: slot is held by another relay", logkey.Err, err)
 		} else {
-			if time.Since(began) > 30*time.Second {
-				attempt = 0 // it streamed for a while: start the backoff over
+			var f *publisher.Failure
+			if r.streamed.Load() && !errors.As(err, &f) {
+				// It was streaming again: the outage is over, and the next
+				// one starts its backoff from the beginning. A message the
+				// broker refused is not an outage: its retries keep backing
+				// off.
+				attempt = 0
 			}
 			attempt++
 			wait = backoff(attempt, r.opts.MinBackoff, r.opts.MaxBackoff)
@@ -152,10 +170,13 @@ func (r *Relay) Run(ctx context.Context) error {
 			r.st.reconnect()
 			r.st.set(PhaseBackoff, err.Error())
 			attrs := []any{logkey.Err, err, logkey.Target, target, logkey.Backoff, wait}
-			var f *publisher.Failure
 			if errors.As(err, &f) {
 				attrs = append(attrs, logkey.RoutingKey, f.RoutingKey, logkey.MessageID, f.MessageID)
 				r.remember(f)
+				if errors.Is(f.Err, publisher.ErrUnroutable) && r.cfg.Unroutable == config.UnroutablePark {
+					attrs = append(attrs, "hint", "CDC_RELAY_UNROUTABLE=park, yet the message was returned: exchange "+r.cfg.Exchange+
+						" has no alternate exchange; set the policy: "+parkPolicyCommand(r.cfg.Exchange))
+				}
 			}
 			r.log.Warn("session ended, reconnecting", attrs...)
 		}
@@ -255,6 +276,12 @@ func (r *Relay) session(ctx context.Context) error {
 			return brokerDialError(err)
 		}
 	}
+	if r.cfg.Unroutable == config.UnroutablePark {
+		if err := pub.DeclareParking(); err != nil {
+			return brokerDialError(err)
+		}
+		r.linkParking(ctx)
+	}
 
 	create, err := r.mustCreate(ctx, ctl, target, prep)
 	if err != nil {
@@ -269,7 +296,16 @@ func (r *Relay) session(ctx context.Context) error {
 		defer cancel()
 		stream.Close(cctx)
 	}()
+	sys, err := stream.Identify(ctx)
+	if err != nil {
+		return err
+	}
 	start := prep.Slot.ConfirmedFlush
+	if own, ok := r.mem.resumeFrom(start, sys); ok {
+		r.log.Info("resuming from this relay's confirmed position, ahead of the slot's", logkey.LSN, own.String(),
+			"slot_confirmed_flush_lsn", start.String())
+		start = own
+	}
 	var snap *replication.Snapshot
 	if create {
 		c, err := stream.CreateSlot(ctx, r.cfg.Slot)
@@ -334,13 +370,67 @@ func (r *Relay) session(ctx context.Context) error {
 		r.obs.Ready(true)
 		r.log.Info("streaming", logkey.LSN, start.String(), "retained_wal_bytes", prep.Slot.RetainedWALBytes)
 		g.Go(func() error { return s.heartbeats(gctx) })
+		if r.cfg.Unroutable == config.UnroutablePark {
+			g.Go(func() error { s.watchParked(gctx); return nil })
+		}
+		r.streamed.Store(true)
 		return s.run(ctx, gctx)
 	})
 	err = g.Wait()
 	p := tracker.Positions()
 	r.mem.confirmed(p)
+	r.mem.sessionConfirmed(p.Confirmed, sys.ID)
 	r.st.sessionEnded(p.ConfirmedCommit)
 	return err
+}
+
+// linkParking sets the policy that links the relay's exchange to the park
+// mode's alternate exchange, through the RabbitMQ HTTP API, and checks that
+// it is in effect. A policy rather than a declaration argument: services
+// that declare the exchange themselves keep working. When the API cannot be
+// reached (or CDC_RELAY_AMQP_MANAGEMENT_URL is off) the relay warns with the
+// command that sets it; until it is set, unroutable messages are held.
+func (r *Relay) linkParking(ctx context.Context) {
+	base, user, password, ok := r.cfg.Management()
+	ae := publisher.ParkingExchange(r.cfg.Exchange)
+	if !ok {
+		return // the operator sets the policy
+	}
+	vhost := "/"
+	if uri, err := amqp.ParseURI(r.cfg.AMQPURL); err == nil {
+		vhost = uri.Vhost
+	}
+	c := mgmt.New(base, user, password)
+	cctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	defer cancel()
+	err := c.SetAlternateExchange(cctx, vhost, r.cfg.Exchange, ae)
+	var got string
+	if err == nil {
+		// Policies apply within moments; read it back.
+		for range 20 {
+			if got, err = c.AlternateExchange(cctx, vhost, r.cfg.Exchange); err != nil || got == ae {
+				break
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	switch {
+	case err != nil:
+		r.log.Warn("could not set the alternate-exchange policy of the park mode; unroutable messages are held until it is set", logkey.Err, err,
+			"fix", parkPolicyCommand(r.cfg.Exchange))
+	case got != ae:
+		r.log.Warn("another policy or argument decides the alternate exchange of the relay's exchange; unroutable messages go to it, or are held",
+			"alternate_exchange", got, "want", ae, "fix", parkPolicyCommand(r.cfg.Exchange))
+	default:
+		r.log.Info("unroutable messages are parked", "alternate_exchange", ae, "queue", ae, "policy", mgmt.PolicyName(r.cfg.Exchange))
+	}
+}
+
+// parkPolicyCommand is the rabbitmqctl command that links exchange to its
+// alternate exchange.
+func parkPolicyCommand(exchange string) string {
+	return fmt.Sprintf(`rabbitmqctl set_policy --apply-to exchanges %s '^%s$' '{"alternate-exchange":"%s"}'`,
+		mgmt.PolicyName(exchange), regexp.QuoteMeta(exchange), publisher.ParkingExchange(exchange))
 }
 
 // mustCreate decides whether this session creates the slot. A missing slot
@@ -407,5 +497,6 @@ func (nopObserver) Parked(string)                                            {}
 func (nopObserver) Positions(checkpoint.LSN, checkpoint.LSN, checkpoint.LSN) {}
 func (nopObserver) Reconnect(string)                                         {}
 func (nopObserver) Ready(bool)                                               {}
+func (nopObserver) Blocked(bool)                                             {}
 func (nopObserver) SlotHealth(replication.SlotHealth)                        {}
 func (nopObserver) HeartbeatSeen(time.Time)                                  {}

@@ -37,6 +37,7 @@ type env struct {
 	http    *httptest.Server
 	done    chan error
 	stop    context.CancelFunc
+	opts    *relay.Options   // nil: short backoffs for tests
 	exited  bool             // Run returned and done was read
 	logs    *proctest.Output // the relay's JSON log lines
 }
@@ -51,10 +52,23 @@ func newEnv(t *testing.T, edit func(*config.Config)) *env {
 // newEnvOn is newEnv on an existing outbox database.
 func newEnvOn(t *testing.T, dbURL string, edit func(*config.Config)) *env {
 	t.Helper()
+	return newEnvAt(t, dbURL, testenv.AMQPURL(t), edit)
+}
+
+// newEnvAt is newEnvOn with the broker at amqpURL (a node of the test's own).
+func newEnvAt(t *testing.T, dbURL, amqpURL string, edit func(*config.Config)) *env {
+	t.Helper()
+	return newEnvOpts(t, dbURL, amqpURL, nil, edit)
+}
+
+// newEnvOpts is newEnvAt with the relay's options (nil: short backoffs).
+func newEnvOpts(t *testing.T, dbURL, amqpURL string, opts *relay.Options, edit func(*config.Config)) *env {
+	t.Helper()
 	e := &env{
+		opts:     opts,
 		dbURL:    dbURL,
-		amqpURL:  testenv.AMQPURL(t),
-		exchange: testenv.NewExchange(t),
+		amqpURL:  amqpURL,
+		exchange: testenv.NewExchangeOn(t, amqpURL),
 		slot:     testenv.RandomName("t_slot_"),
 	}
 	// Registered before the relay's own cleanup, so it runs after the relay stopped.
@@ -71,6 +85,7 @@ func newEnvOn(t *testing.T, dbURL string, edit func(*config.Config)) *env {
 		HeartbeatInterval: time.Second,
 		LogFormat:         "json",
 		Poison:            config.PoisonStop,
+		Unroutable:        config.UnroutableHold,
 	}
 	if edit != nil {
 		edit(&cfg)
@@ -82,10 +97,14 @@ func newEnvOn(t *testing.T, dbURL string, edit func(*config.Config)) *env {
 
 func (e *env) start(t *testing.T, cfg config.Config) {
 	t.Helper()
+	opts := relay.Options{MinBackoff: 50 * time.Millisecond, MaxBackoff: 500 * time.Millisecond}
+	if e.opts != nil {
+		opts = *e.opts
+	}
 	e.logs = &proctest.Output{}
 	log := slog.New(slog.NewJSONHandler(io.MultiWriter(testWriter{t}, e.logs), &slog.HandlerOptions{Level: slog.LevelInfo}))
 	e.metrics = metrics.New(cfg.Slot)
-	e.relay = relay.New(cfg, relay.Options{MinBackoff: 50 * time.Millisecond, MaxBackoff: 500 * time.Millisecond}, log, e.metrics)
+	e.relay = relay.New(cfg, opts, log, e.metrics)
 	e.http = httptest.NewServer(httpserver.Handler(e.relay.Status, e.metrics.Handler()))
 	t.Cleanup(e.http.Close)
 	ctx, cancel := context.WithCancel(context.Background())

@@ -8,12 +8,14 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pglogrepl"
 	"github.com/jackc/pgx/v5"
 	amqp "github.com/rabbitmq/amqp091-go"
 
+	"github.com/saga-cdc/saga/cdc-relay/event"
 	"github.com/saga-cdc/saga/cdc-relay/internal/checkpoint"
 	"github.com/saga-cdc/saga/cdc-relay/internal/config"
 	"github.com/saga-cdc/saga/cdc-relay/internal/logkey"
@@ -58,7 +60,10 @@ type session struct {
 
 	// streaming is set once the stream started: before, during the first
 	// start's snapshot, there is nothing to report to.
-	streaming  bool
+	streaming bool
+	// blocked is set while the broker blocks the connection (an alarm):
+	// nothing is published until it unblocks it.
+	blocked    atomic.Bool
 	sentFlush  checkpoint.LSN // last flush position reported
 	sentMsgs   uint64         // ConfirmedMessages at that report
 	lastStatus time.Time
@@ -71,8 +76,16 @@ type session struct {
 func (s *session) run(stop, failed context.Context) error {
 	recv, cancel := context.WithCancel(failed)
 	defer cancel()
-	// A stop interrupts a Receive that waits for the next message at once.
-	defer context.AfterFunc(stop, cancel)()
+	// Handling a message may wait (a full window, a blocked broker): a stop
+	// gives it the drain time, no more.
+	work, cancelWork := context.WithCancel(failed)
+	defer cancelWork()
+	var drainBy time.Time
+	defer context.AfterFunc(stop, func() {
+		// A stop interrupts a Receive that waits for the next message at once.
+		cancel()
+		time.AfterFunc(s.drain, cancelWork)
+	})()
 	defer s.watchdog(recv)()
 
 	for {
@@ -80,7 +93,10 @@ func (s *session) run(stop, failed context.Context) error {
 			return nil // the confirm loop's error is the session's
 		}
 		if stop.Err() != nil {
-			return s.stop(failed)
+			if drainBy.IsZero() {
+				drainBy = time.Now().Add(s.drain)
+			}
+			return s.stop(failed, drainBy)
 		}
 		deadline, err := s.report(recv, false)
 		if err != nil {
@@ -96,12 +112,20 @@ func (s *session) run(stop, failed context.Context) error {
 			}
 			return err
 		}
-		// A message read is handled whole even when a stop comes meanwhile:
-		// under failed, not recv, so that a stop cannot drop it half way
-		// (the stop then reads on to the end of its transaction).
-		if err := s.dispatch(failed, msg); err != nil {
-			if failed.Err() != nil && !errors.Is(err, replication.ErrFatal) {
+		// A message read is handled whole even when a stop comes meanwhile,
+		// within the drain time: under work, not recv, so that a stop cannot
+		// drop it half way (the stop then reads on to the end of its
+		// transaction). Past the drain time it is not published, and its
+		// transaction is not acknowledged.
+		if err := s.dispatch(work, msg); err != nil {
+			switch {
+			case errors.Is(err, replication.ErrFatal):
+				return err
+			case failed.Err() != nil:
 				return nil
+			case stop.Err() != nil:
+				// The drain time passed while the message waited.
+				return s.stop(failed, time.Now())
 			}
 			return err
 		}
@@ -375,6 +399,18 @@ func (s *session) publishSnapshot(stop, failed context.Context, snap *replicatio
 // read (back-pressure), but the position is still reported so the server
 // does not time the connection out.
 func (s *session) acquire(ctx context.Context) error {
+	for s.blocked.Load() {
+		// The broker stopped reading from this connection: a publish would
+		// only sit in the socket (and could hold a stop). Wait, reporting.
+		if _, err := s.report(ctx, false); err != nil {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(statusGap):
+		}
+	}
 	for !s.pub.TryAcquire() {
 		wait, cancel := context.WithTimeout(ctx, statusGap)
 		err := s.pub.Acquire(wait)
@@ -426,8 +462,7 @@ func (s *session) report(ctx context.Context, force bool) (time.Time, error) {
 // published), waits for the broker to confirm what is in flight, reports the
 // final position, and waits until the walsender shows it. All within the
 // drain time; what is left past it is resent after a restart.
-func (s *session) stop(failed context.Context) error {
-	deadline := time.Now().Add(s.drain)
+func (s *session) stop(failed context.Context, deadline time.Time) error {
 	ctx, cancel := context.WithDeadline(failed, deadline)
 	defer cancel()
 	if p := s.tracker.Positions(); p.Open {
@@ -503,6 +538,36 @@ func (s *session) Failed(f *publisher.Failure) {
 	}
 	s.obs.Failed(reason)
 	// Not logged here: the session ends with f, and Run logs it once.
+}
+
+// Blocked implements publisher.Handler.
+func (s *session) Blocked(active bool, reason string) {
+	s.blocked.Store(active)
+	s.st.setBlocked(active, reason)
+	s.obs.Blocked(active)
+	if active {
+		s.log.Warn("the broker blocked the connection: publishing waits until it unblocks it", "reason", reason)
+	} else {
+		s.log.Info("the broker unblocked the connection")
+	}
+}
+
+// watchParked counts and logs the messages of this relay that the park
+// mode's alternate exchange receives: those of its own source (other relays
+// share the exchange).
+func (s *session) watchParked(ctx context.Context) {
+	queue := publisher.ParkingExchange(s.cfg.Exchange)
+	err := s.pub.WatchParked(ctx, func(d amqp.Delivery) {
+		if src, _ := d.Headers[event.HeaderCloudEventsSource].(string); src != s.source {
+			return
+		}
+		s.obs.Parked("unroutable")
+		s.log.Warn("parked an unroutable message: no queue is bound for its routing key", logkey.MessageID, d.MessageId,
+			logkey.RoutingKey, d.RoutingKey, "queue", queue)
+	})
+	if err != nil && ctx.Err() == nil {
+		s.log.Warn("stopped watching parked messages; they are still parked, only not counted", logkey.Err, err)
+	}
 }
 
 // heartbeats runs the heartbeat statement every interval: it writes a

@@ -22,21 +22,24 @@ const (
 
 // Status is the relay's state as /readyz and /status show it.
 type Status struct {
-	Name         string   `json:"name"`
-	Slot         string   `json:"slot"`
-	Phase        Phase    `json:"phase"`
-	Ready        bool     `json:"ready"`
-	Reason       string   `json:"reason,omitempty"`
-	BrokerOpen   bool     `json:"broker_channel_open"`
-	ReceivedLSN  string   `json:"received_lsn"`
-	ConfirmedLSN string   `json:"confirmed_lsn"`
-	ServerWALEnd string   `json:"server_wal_end"`
-	LagBytes     int64    `json:"lag_bytes"`
-	RetainedWAL  int64    `json:"retained_wal_bytes"`
-	WALStatus    string   `json:"wal_status,omitempty"`
-	SafeWALSize  *int64   `json:"safe_wal_size,omitempty"`
-	HeartbeatAge *float64 `json:"heartbeat_age_seconds,omitempty"`
-	InFlight     uint64   `json:"in_flight"`
+	Name       string `json:"name"`
+	Slot       string `json:"slot"`
+	Phase      Phase  `json:"phase"`
+	Ready      bool   `json:"ready"`
+	Reason     string `json:"reason,omitempty"`
+	BrokerOpen bool   `json:"broker_channel_open"`
+	// BrokerBlocked is set while the broker blocks the connection (a memory
+	// or disk alarm).
+	BrokerBlocked bool     `json:"broker_blocked"`
+	ReceivedLSN   string   `json:"received_lsn"`
+	ConfirmedLSN  string   `json:"confirmed_lsn"`
+	ServerWALEnd  string   `json:"server_wal_end"`
+	LagBytes      int64    `json:"lag_bytes"`
+	RetainedWAL   int64    `json:"retained_wal_bytes"`
+	WALStatus     string   `json:"wal_status,omitempty"`
+	SafeWALSize   *int64   `json:"safe_wal_size,omitempty"`
+	HeartbeatAge  *float64 `json:"heartbeat_age_seconds,omitempty"`
+	InFlight      uint64   `json:"in_flight"`
 	// ConfirmedCommit is the commit time of the last transaction whose every
 	// message the broker confirmed: the --since of a replay after a lost slot.
 	ConfirmedCommit *time.Time `json:"confirmed_commit_time,omitempty"`
@@ -69,6 +72,14 @@ type state struct {
 	hasHealth   bool
 	// confirmedCommit is the last confirmed commit time of earlier sessions.
 	confirmedCommit time.Time
+	blocked         bool
+	blockedReason   string
+}
+
+func (s *state) setBlocked(blocked bool, reason string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.blocked, s.blockedReason = blocked, reason
 }
 
 // sessionEnded keeps what the session's tracker knew of confirmed commits.
@@ -100,6 +111,7 @@ func (s *state) session(t *checkpoint.Tracker, brokerOpen func() bool, heartbeat
 	defer s.mu.Unlock()
 	s.tracker, s.brokerOpen, s.interval = t, brokerOpen, heartbeatInterval
 	s.heartbeat = time.Now()
+	s.blocked, s.blockedReason = false, ""
 }
 
 func (s *state) heartbeatSeen(at time.Time) {
@@ -176,11 +188,14 @@ func (s *state) snapshot() Status {
 		a := age.Seconds()
 		st.HeartbeatAge = &a
 	}
-	st.Ready = s.phase == PhaseStreaming && st.BrokerOpen && !stalled
+	st.BrokerBlocked = s.blocked
+	st.Ready = s.phase == PhaseStreaming && st.BrokerOpen && !stalled && !s.blocked
 	switch {
 	case st.Ready:
 	case s.phase == PhaseStreaming && !st.BrokerOpen:
 		st.Reason = "broker channel closed"
+	case s.phase == PhaseStreaming && s.blocked:
+		st.Reason = "broker blocked the connection (" + s.blockedReason + "): publishing waits for the alarm to clear"
 	case s.phase == PhaseStreaming && stalled:
 		st.Reason = fmt.Sprintf("stalled: no heartbeat read back from the stream for %s (interval %s)", age.Round(time.Millisecond), s.interval)
 	case st.Reason == "":

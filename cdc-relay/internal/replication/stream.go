@@ -52,6 +52,24 @@ func openConfig(ctx context.Context, cfg *pgconn.Config) (*Stream, error) {
 	return &Stream{conn: conn}, nil
 }
 
+// System is what IDENTIFY_SYSTEM tells of the server.
+type System struct {
+	// ID is the system identifier: the same on a primary and its physical
+	// standbys, another on any other cluster.
+	ID string
+	// WALEnd is the server's current WAL position.
+	WALEnd LSN
+}
+
+// Identify runs IDENTIFY_SYSTEM.
+func (s *Stream) Identify(ctx context.Context) (System, error) {
+	r, err := pglogrepl.IdentifySystem(ctx, s.conn)
+	if err != nil {
+		return System{}, fmt.Errorf("identify the server: %w", err)
+	}
+	return System{ID: r.SystemID, WALEnd: r.XLogPos}, nil
+}
+
 // CreatedSlot is a slot created by Stream.CreateSlot.
 type CreatedSlot struct {
 	// ConsistentPoint is where the slot's stream begins: every transaction
@@ -156,8 +174,11 @@ func (s *Stream) ended(parent context.Context, what string) error {
 	defer cancel()
 	for range 4 {
 		raw, err := s.conn.ReceiveMessage(ctx)
-		if err != nil {
-			break
+		switch {
+		case err != nil && ctx.Err() == nil:
+			return fmt.Errorf("%w (%s, then it closed the connection: the server is shutting down or restarting)", ErrStreamEnded, what)
+		case err != nil:
+			return fmt.Errorf("%w (%s: its walsender ended the stream)", ErrStreamEnded, what)
 		}
 		if e, ok := raw.(*pgproto3.ErrorResponse); ok {
 			return fmt.Errorf("%w (%s): %w", ErrStreamEnded, what, pgconn.ErrorResponseToPgError(e))

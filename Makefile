@@ -19,7 +19,7 @@ CMD_DIRS := $(wildcard cdc-relay/cmd services)
 # Whether a Docker engine answers (not just the docker client).
 DOCKER_ANSWERS := timeout 5 docker info >/dev/null 2>&1
 
-.PHONY: help build test test-short lint services-up
+.PHONY: help build test test-short lint services-up reliability
 
 include deploy/demo.mk
 include deploy/bench.mk
@@ -32,6 +32,7 @@ help:
 	@echo 'make test         go vet, then every test with -race (starts Postgres and RabbitMQ when needed)'
 	@echo 'make test-short   unit tests only (go test -short)'
 	@echo 'make bench        benchmarks (tests/bench): relay vs the machine and a polling relay; writes docs/benchmarks.md'
+	@echo 'make reliability  the fault tests, once, writing what each fault costs to docs/reliability.md'
 	@echo 'make lint         gofmt and go vet'
 	@echo 'make services-up  install and start Postgres and RabbitMQ from Debian packages (root)'
 
@@ -40,18 +41,37 @@ build:
 	@mkdir -p bin
 	$(if $(CMD_DIRS),$(GO) build -o bin/ $(patsubst %,./%/...,$(CMD_DIRS)))
 
-# A variable that is set wins over the one ensure-services.sh prints.
-test:
-	@set -euo pipefail; \
+# WITH_SERVICES prefixes a recipe that needs the test servers: unless
+# SAGA_TEST_PG_URL and SAGA_TEST_AMQP_URL are set or a Docker engine answers,
+# it runs deploy/local/ensure-services.sh and exports what it prints. A
+# variable that is set wins over the one ensure-services.sh prints.
+WITH_SERVICES = set -euo pipefail; \
 	if { [[ -z "$${SAGA_TEST_PG_URL:-}" ]] || [[ -z "$${SAGA_TEST_AMQP_URL:-}" ]]; } && ! $(DOCKER_ANSWERS); then \
-		echo 'make test: SAGA_TEST_PG_URL / SAGA_TEST_AMQP_URL unset and no Docker engine: running deploy/local/ensure-services.sh' >&2; \
+		echo 'make: SAGA_TEST_PG_URL / SAGA_TEST_AMQP_URL unset and no Docker engine: running deploy/local/ensure-services.sh' >&2; \
 		pg="$${SAGA_TEST_PG_URL:-}"; amqp="$${SAGA_TEST_AMQP_URL:-}"; \
 		eval "$$(bash deploy/local/ensure-services.sh)"; \
 		export SAGA_TEST_PG_URL="$${pg:-$$SAGA_TEST_PG_URL}" SAGA_TEST_AMQP_URL="$${amqp:-$$SAGA_TEST_AMQP_URL}"; \
-	fi; \
+	fi
+
+test:
+	@$(WITH_SERVICES); \
 	set -x; \
 	$(GO) vet ./...; \
 	$(GO) test -race -count=1 -timeout 20m ./...
+
+# The fault tests that measure what each fault costs; `make reliability`
+# runs them once with SAGA_RELIABILITY_OUT set and writes their figures to
+# docs/reliability.md. They are part of `make test` too, which checks the
+# same bounds without writing.
+RELIABILITY_TESTS := TestServerFaults|TestNackedRowsWaitForRoom|TestRowsAfterAReturnedMessageWaitForIt|TestUnroutableMessagesAreParked|TestCleanStopsResendNothing|TestRelayRecoversWhenTheBrokerConnectionIsCut|TestSIGKILLMidStreamLosesNothing|TestSIGTERMDrainsAndExitsZero|TestStandbyTakesOverWhenTheActiveRelayDies|TestLostSlotStopsTheRelayAndTheRepairDeliversEverything
+
+reliability:
+	@$(WITH_SERVICES); \
+	out="$(CURDIR)/tmp/reliability.jsonl"; mkdir -p tmp; rm -f "$$out"; \
+	set -x; \
+	SAGA_RELIABILITY_OUT="$$out" $(GO) test -count=1 -timeout 20m -run '^($(RELIABILITY_TESTS))$$' ./cdc-relay/internal/relay/ ./tests/relay/; \
+	$(GO) run ./tests/reliability "$$out" > docs/reliability.md.new; \
+	mv docs/reliability.md.new docs/reliability.md
 
 test-short:
 	$(GO) test -short ./...

@@ -60,18 +60,25 @@ func TestSIGKILLMidStreamLosesNothing(t *testing.T) {
 	written := make(chan error, 1)
 	go func() { written <- relaytest.WriteAll(context.Background(), dbURL, writers, perWriter, maxTxn, "kill") }()
 
+	var recovery time.Duration
 	for kill := 1; kill <= 2; kill++ {
 		require.Eventually(t, func() bool { return got.Distinct() >= kill*writers*perWriter/3 }, 90*time.Second, 2*time.Millisecond)
 		p.signal(t, syscall.SIGKILL)
+		killed := time.Now()
 		require.Equal(t, -1, p.wait(t, 10*time.Second), "killed by a signal")
 		p = start(t, env, "run")
 		p.waitReady(t)
+		recovery = max(recovery, time.Since(killed))
 	}
 	require.NoError(t, <-written)
 	got.WaitDistinct(t, writers*perWriter, 120*time.Second)
 	dups := got.Check(t, writers, perWriter)
 	t.Logf("duplicates after 2 SIGKILLs: %d (bound %d per kill)", dups, 2*window+2*maxTxn)
 	assert.LessOrEqual(t, dups, 2*(2*window+2*maxTxn))
+	relaytest.Record(t, relaytest.Fault{Order: 10, Fault: "relay SIGKILL under load (×2)",
+		Setup: "4 writers, transactions of up to 50 rows, window 100; the process restarted at once", Figures: got.Measure(writers, perWriter),
+		Recovery: recovery, Bound: fmt.Sprintf("≤ 2·window + 2·transaction per kill (%d)", 2*window+2*maxTxn),
+		Note:     "recovery includes starting a new process"})
 }
 
 // TestSIGTERMDrainsAndExitsZero stops the relay mid-stream with SIGTERM: it
@@ -102,6 +109,8 @@ func TestSIGTERMDrainsAndExitsZero(t *testing.T) {
 	dups := got.Check(t, writers, perWriter)
 	t.Logf("received %d before SIGTERM; duplicates after restart: %d", received, dups)
 	assert.Zero(t, dups, "a clean stop resends nothing")
+	relaytest.Record(t, relaytest.Fault{Order: 15, Fault: "SIGTERM mid-stream, then a restart",
+		Setup: "2 writers, transactions of up to 50 rows, window 100", Figures: got.Measure(writers, perWriter), Bound: "0"})
 }
 
 func slotActive(t *testing.T, dbURL, slot string) bool {
@@ -243,13 +252,18 @@ func TestStandbyTakesOverWhenTheActiveRelayDies(t *testing.T) {
 		code, _ := standby.get(t, "/readyz")
 		return code == http.StatusOK
 	}, 10*time.Second, 10*time.Millisecond, "standby did not take over; output:\n%s", standby.out.String())
-	t.Logf("standby streaming %s after the SIGKILL", time.Since(killed).Round(time.Millisecond))
+	takeover := time.Since(killed)
+	t.Logf("standby streaming %s after the SIGKILL", takeover.Round(time.Millisecond))
 
 	require.NoError(t, <-written)
 	got.WaitDistinct(t, writers*perWriter, 90*time.Second)
 	dups := got.Check(t, writers, perWriter)
 	t.Logf("duplicates: %d", dups)
 	assert.LessOrEqual(t, dups, 2*window+2*maxTxn)
+	relaytest.Record(t, relaytest.Fault{Order: 80, Fault: "standby takeover (the active relay SIGKILLed)",
+		Setup: "two relays on one slot, 2 writers, window 100", Figures: got.Measure(writers, perWriter),
+		Recovery: takeover, Bound: fmt.Sprintf("≤ 2·window + 2·transaction (%d)", 2*window+2*maxTxn),
+		Note:     "the standby polls the slot's lock every second"})
 }
 
 // TestConfigFileRelaysSeveralDatabases runs one process for two databases
@@ -381,6 +395,10 @@ func TestLostSlotStopsTheRelayAndTheRepairDeliversEverything(t *testing.T) {
 	dups := got.Check(t, 1, 120)
 	t.Logf("duplicates from the replay overlap: %d", dups)
 	assert.LessOrEqual(t, dups, 10, "replay from the last confirmed commit resends at most that transaction")
+	relaytest.Record(t, relaytest.Fault{Order: 90, Fault: "slot lost (dropped while the relay was down) and repaired",
+		Setup: "the relay stops naming the repair; slot create, replay --since /status's confirmed_commit_time, restart", Figures: got.Measure(1, 120),
+		Bound: "≤ the rows of the last confirmed transaction (10)",
+		Note:  "50 rows were written while the slot was missing: replay delivers them"})
 }
 
 // declareFanout declares exchange as a fanout exchange, deleted at cleanup.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net/http"
 	"strings"
 	"sync"
 	"testing"
@@ -210,10 +211,17 @@ func TestRowsAfterAReturnedMessageWaitForIt(t *testing.T) {
 	assert.Zero(t, routed.Len(), "a row committed after the returned one reached the broker first")
 	assert.Contains(t, e.logs.String(), "publishing the message that failed last time alone")
 
+	bound := time.Now()
 	nowhere := relaytest.Collect(testenv.Consume(t, testenv.NewQueue(t, e.exchange, "nowhere")))
 	nowhere.WaitDistinct(t, 1, 20*time.Second)
 	routed.WaitDistinct(t, 1, 20*time.Second)
 	e.waitReady(t)
+	took := time.Since(bound)
+	relaytest.Record(t, relaytest.Fault{Order: 60, Fault: "unroutable row, held (CDC_RELAY_UNROUTABLE=hold)",
+		Setup: "a row with no queue bound, a routable one 1 s later, a queue bound after several retries",
+		Figures: relaytest.Figures{Written: 2, Received: routed.Len() + nowhere.Len(), Duplicates: routed.Len() + nowhere.Len() - 2},
+		Recovery: took, Bound: "0 for rows committed after the first return",
+		Note:     "the routable row is not delivered before the unroutable one; recovery is from the binding"})
 	time.Sleep(300 * time.Millisecond)
 	assert.Equal(t, 1, routed.Len(), "delivered once")
 	assert.True(t, !routed.Messages()[0].Timestamp.IsZero())
@@ -352,6 +360,9 @@ func TestCleanStopsResendNothing(t *testing.T) {
 	time.Sleep(300 * time.Millisecond)
 	assert.Zero(t, got.Check(t, writers, perWriter), "duplicates after 4 clean stops")
 	assert.False(t, strings.Contains(e.logs.String(), "did not show the final position"))
+	relaytest.Record(t, relaytest.Fault{Order: 20, Fault: "clean stop and restart (SIGTERM), 4 times",
+		Setup:   "2 writers in transactions of up to 200 rows, a stop at each sixth",
+		Figures: got.Measure(writers, perWriter), Bound: "0"})
 }
 
 // A slot dropped while the relay streams stops it with the repair, and the
@@ -388,4 +399,157 @@ func TestLostSlotNamesTheCommitTimeToReplayFrom(t *testing.T) {
 	require.ErrorIs(t, err, relay.ErrFatal)
 	assert.Contains(t, err.Error(), "is lost")
 	assert.Contains(t, err.Error(), "cdc-relay replay --since "+since+" (the commit time of the last transaction this relay confirmed)")
+}
+
+// managementAPI calls the shared broker's HTTP API (the test's cleanup of
+// the park mode's policy).
+func managementAPI(t *testing.T, method, path string) {
+	t.Helper()
+	u, err := amqp.ParseURI(testenv.AMQPURL(t))
+	require.NoError(t, err)
+	req, err := http.NewRequest(method, fmt.Sprintf("http://%s:15672%s", u.Host, path), nil)
+	require.NoError(t, err)
+	req.SetBasicAuth(u.Username, u.Password)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Errorf("%s %s: %v", method, path, err)
+		return
+	}
+	resp.Body.Close()
+}
+
+// With CDC_RELAY_UNROUTABLE=park an unroutable message is confirmed into
+// <exchange>.unroutable through the alternate exchange the relay links by a
+// policy, keeping its properties and headers, counted and logged, and the
+// stream goes on. The services declaring the exchange themselves (without
+// the alternate-exchange argument) still can.
+func TestUnroutableMessagesAreParked(t *testing.T) {
+	e := newEnv(t, func(c *config.Config) { c.Unroutable = config.UnroutablePark })
+	parkQueue := e.exchange + ".unroutable"
+	t.Cleanup(func() {
+		managementAPI(t, http.MethodDelete, "/api/policies/%2F/cdc-relay-unroutable-"+e.exchange)
+		deleteQueue(t, e.amqpURL, parkQueue)
+		deleteExchange(t, e.amqpURL, parkQueue)
+	})
+	routed := relaytest.Collect(testenv.Consume(t, testenv.NewQueue(t, e.exchange, "routed")))
+	e.waitReady(t)
+	parked := testenv.Consume(t, parkQueue)
+
+	// A service declares the exchange as it always did: still fine.
+	conn, err := amqp.Dial(e.amqpURL)
+	require.NoError(t, err)
+	ch, err := conn.Channel()
+	require.NoError(t, err)
+	require.NoError(t, ch.ExchangeDeclare(e.exchange, amqp.ExchangeTopic, true, false, false, false, nil))
+	conn.Close()
+
+	ctx := context.Background()
+	require.NoError(t, relaytest.Write(ctx, e.dbURL, 0, 1, 1, 1, "nowhere"))
+	require.NoError(t, relaytest.Write(ctx, e.dbURL, 0, 2, 1, 1, "routed"))
+	var m amqp.Delivery
+	select {
+	case m = <-parked:
+	case <-time.After(20 * time.Second):
+		t.Fatal("nothing parked")
+	}
+	routed.WaitDistinct(t, 1, 20*time.Second)
+	assert.Equal(t, 2, routed.Messages()[0].Seq)
+
+	var id, created string
+	dbConn, err := pgx.Connect(ctx, e.dbURL)
+	require.NoError(t, err)
+	defer dbConn.Close(ctx)
+	require.NoError(t, dbConn.QueryRow(ctx, `SELECT id::text, created_at::text FROM outbox WHERE routing_key = 'nowhere'`).Scan(&id, &created))
+	assert.Equal(t, id, m.MessageId)
+	assert.Equal(t, "nowhere", m.RoutingKey, "the original routing key, for a shovel back")
+	assert.Equal(t, e.exchange, m.Exchange)
+	assert.Equal(t, "test.row", m.Type)
+	assert.Equal(t, "application/json", m.ContentType)
+	assert.Equal(t, amqp.Persistent, m.DeliveryMode)
+	assert.Equal(t, `{"seq": 1, "writer": 0}`, string(m.Body))
+	assert.Equal(t, int64(0), m.Headers["writer"])
+	assert.Equal(t, "1", m.Headers["seq_text"])
+	assert.Equal(t, id, m.Headers["cloudEvents_id"])
+	assert.Equal(t, "test", m.Headers["aggregate_type"])
+
+	require.Eventually(t, func() bool {
+		return strings.Contains(scrape(t, e.http.URL), `cdc_relay_events_parked_total{reason="unroutable",slot="`+e.slot+`"} 1`)
+	}, 10*time.Second, 20*time.Millisecond)
+	assert.Contains(t, e.logs.String(), `"msg":"parked an unroutable message: no queue is bound for its routing key","component":"relay","slot":"`+e.slot+`","message_id":"`+id+`","routing_key":"nowhere"`)
+	assert.Zero(t, e.relay.Status().Reconnects, "parked, not retried")
+	relaytest.Record(t, relaytest.Fault{Order: 65, Fault: "unroutable row, parked (CDC_RELAY_UNROUTABLE=park)",
+		Setup:   "a row with no queue bound, then a routable one",
+		Figures: relaytest.Figures{Written: 2, Received: 2}, Bound: "0",
+		Note:    "confirmed into <exchange>.unroutable with its properties and headers; the stream goes on"})
+	wal := currentWAL(t, e.dbURL)
+	require.Eventually(t, func() bool { return slotFlush(t, e.dbURL, e.slot) >= wal }, 10*time.Second, 20*time.Millisecond)
+}
+
+func deleteExchange(t *testing.T, amqpURL, name string) {
+	conn, err := amqp.Dial(amqpURL)
+	if err != nil {
+		t.Errorf("delete exchange %s: %v", name, err)
+		return
+	}
+	defer conn.Close()
+	if ch, err := conn.Channel(); err == nil {
+		_ = ch.ExchangeDelete(name, false, false)
+	}
+}
+
+// Park mode without its policy (CDC_RELAY_AMQP_MANAGEMENT_URL=off and none
+// set by an operator): an unroutable message is returned, and the relay
+// holds it, saying what is missing, rather than losing it.
+func TestParkWithoutThePolicyHolds(t *testing.T) {
+	e := newEnv(t, func(c *config.Config) {
+		c.Unroutable, c.ManagementURL = config.UnroutablePark, config.ManagementOff
+	})
+	t.Cleanup(func() {
+		deleteQueue(t, e.amqpURL, e.exchange+".unroutable")
+		deleteExchange(t, e.amqpURL, e.exchange+".unroutable")
+	})
+	e.waitReady(t)
+	require.NoError(t, relaytest.Write(context.Background(), e.dbURL, 0, 1, 1, 1, "nowhere"))
+	require.Eventually(t, func() bool { return e.relay.Status().Reconnects >= 1 }, 20*time.Second, 10*time.Millisecond)
+	assert.Contains(t, e.logs.String(), "CDC_RELAY_UNROUTABLE=park, yet the message was returned")
+	assert.Contains(t, e.logs.String(), "rabbitmqctl set_policy --apply-to exchanges cdc-relay-unroutable-"+e.exchange)
+}
+
+// A queue full with x-overflow=reject-publish makes the broker nack: the
+// relay holds the nacked row (publishing it alone on each retry), and once
+// the consumer makes room every row arrives, in order.
+func TestNackedRowsWaitForRoom(t *testing.T) {
+	const rows = 40
+	e := newEnv(t, nil)
+	conn, err := amqp.Dial(e.amqpURL)
+	require.NoError(t, err)
+	defer conn.Close()
+	ch, err := conn.Channel()
+	require.NoError(t, err)
+	q := testenv.RandomName("t_q_full_")
+	_, err = ch.QueueDeclare(q, true, false, false, false, amqp.Table{"x-max-length": int32(10), "x-overflow": "reject-publish"})
+	require.NoError(t, err)
+	t.Cleanup(func() { deleteQueue(t, e.amqpURL, q) })
+	require.NoError(t, ch.QueueBind(q, "full", e.exchange, false, nil))
+	e.waitReady(t)
+
+	require.NoError(t, relaytest.Write(context.Background(), e.dbURL, 0, 1, rows, 5, "full"))
+	require.Eventually(t, func() bool {
+		return strings.Contains(scrape(t, e.http.URL), `cdc_relay_events_nacked_total{slot="`+e.slot+`"} `) &&
+			!strings.Contains(scrape(t, e.http.URL), `cdc_relay_events_nacked_total{slot="`+e.slot+`"} 0`)
+	}, 20*time.Second, 20*time.Millisecond, "no nack from a full queue")
+	time.Sleep(time.Second) // retries go by
+	room := time.Now()
+	got := relaytest.Collect(testenv.Consume(t, q))
+	got.WaitDistinct(t, rows, 60*time.Second)
+	took := time.Since(room)
+	e.waitReady(t)
+	fig := got.Measure(1, rows)
+	assert.Zero(t, fig.Lost)
+	assert.Zero(t, fig.OrderViolations)
+	t.Logf("nacked: %+v, all delivered %s after the consumer started", fig, took.Round(time.Millisecond))
+	relaytest.Record(t, relaytest.Fault{Order: 70, Fault: "nack (a full queue with x-overflow reject-publish)",
+		Setup: "40 rows into a queue of 10, then a consumer", Figures: fig, Recovery: took,
+		Bound: "≤ the window: messages before the nacked one, resent with it",
+		Note:  "the nacked message is retried alone first; only messages already in flight after it could have been taken before it"})
 }

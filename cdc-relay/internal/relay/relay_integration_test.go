@@ -264,15 +264,25 @@ func TestRelayRecoversWhenTheBrokerConnectionIsCut(t *testing.T) {
 	done := make(chan error, 1)
 	go func() { done <- relaytest.WriteAll(context.Background(), e.dbURL, writers, perWriter, 20, "cut") }()
 	// Cut every broker connection twice while rows flow.
+	var recovery time.Duration
 	for i := 1; i <= 2; i++ {
 		require.Eventually(t, func() bool { return got.Distinct() >= i*writers*perWriter/4 }, 60*time.Second, 5*time.Millisecond)
+		cut := time.Now()
 		proxy.DropAll()
-		require.Eventually(t, func() bool { return !e.relay.Status().Ready || e.relay.Status().Reconnects >= uint64(i) }, 10*time.Second, time.Millisecond)
+		require.Eventually(t, func() bool {
+			st := e.relay.Status()
+			return st.Ready && st.StreamingFrom != nil && st.StreamingFrom.After(cut)
+		}, 10*time.Second, time.Millisecond)
+		recovery = max(recovery, e.relay.Status().StreamingFrom.Sub(cut))
 	}
 	require.NoError(t, <-done)
 	got.WaitDistinct(t, writers*perWriter, 90*time.Second)
 	dups := got.Check(t, writers, perWriter)
 	t.Logf("duplicates after 2 cuts: %d", dups)
+	relaytest.Record(t, relaytest.Fault{Order: 25, Fault: "broker connection cut (×2)",
+		Setup: "a TCP proxy drops every connection, twice, under 2 writers (window 200)", Figures: got.Measure(writers, perWriter),
+		Recovery: recovery, Bound: "≤ window + transaction per cut (220)",
+		Note:     "the test's backoff is 50–500 ms; the relay's default is 250 ms doubling to 2 s"})
 	e.waitReady(t)
 	assert.GreaterOrEqual(t, e.relay.Status().Reconnects, uint64(2))
 	assert.Contains(t, scrape(t, e.http.URL), `cdc_relay_reconnects_total{slot="`+e.slot+`",target="broker"}`)

@@ -173,6 +173,37 @@ func TestServerFaults(t *testing.T) {
 			Note:  fmt.Sprintf("recovery %s after the broker, %s after Postgres", first.Round(time.Millisecond), second.Round(time.Millisecond))})
 	})
 
+	t.Run("a body over the broker's max_message_size is a poison row", func(t *testing.T) {
+		// Read by each new channel: set before the relay connects.
+		mq.MustCtl(t, "eval", "application:set_env(rabbit, max_message_size, 4096).")
+		t.Cleanup(func() { _, _ = mq.Ctl("eval", "application:set_env(rabbit, max_message_size, 134217728).") })
+		dbURL := pg.NewDatabase(t)
+		ctx := context.Background()
+		conn, err := pgx.Connect(ctx, dbURL)
+		require.NoError(t, err)
+		defer conn.Close(ctx)
+		require.NoError(t, migrations.Apply(ctx, conn, migrations.Outbox()))
+		e := newEnvOpts(t, dbURL, mq.URL(), &relay.Options{DrainTimeout: 3 * time.Second}, func(c *config.Config) { c.Poison = config.PoisonPark })
+		got := relaytest.CollectThrough(t, mq.URL(), testenv.NewQueueOn(t, mq.URL(), e.exchange, "#"))
+		e.waitReady(t)
+		parked := relaytest.CollectThrough(t, mq.URL(), e.exchange+".poison")
+
+		require.NoError(t, relaytest.Write(ctx, dbURL, 0, 1, 1, 1, "size"))
+		var id string
+		require.NoError(t, conn.QueryRow(ctx, `INSERT INTO outbox (aggregate_type, aggregate_id, event_type, routing_key, payload)
+			VALUES ('test', '0', 'test.row', 'size', jsonb_build_object('writer', 0, 'seq', 2, 'pad', repeat('x', 8000))) RETURNING id::text`).Scan(&id))
+		require.NoError(t, relaytest.Write(ctx, dbURL, 0, 3, 1, 1, "size"))
+
+		got.WaitDistinct(t, 2, 30*time.Second)
+		assert.Equal(t, []int{1, 3}, []int{got.Messages()[0].Seq, got.Messages()[len(got.Messages())-1].Seq})
+		require.Eventually(t, func() bool { return parked.Len() == 1 }, 30*time.Second, 10*time.Millisecond, "not parked")
+		p := parked.Messages()[0]
+		assert.Equal(t, id, p.MessageId)
+		assert.Equal(t, "payload", p.Headers["cdc_relay_poison_field"])
+		assert.Contains(t, p.Headers["cdc_relay_poison_reason"], "over max_message_size 4096")
+		assert.Contains(t, e.logs.String(), "message larger than the broker's max_message_size")
+	})
+
 	t.Run("broker memory alarm", func(t *testing.T) {
 		f := newFaultEnv(t, pg, mq)
 		restore := func() { _, _ = mq.Ctl("set_vm_memory_high_watermark", "0.4") }

@@ -78,7 +78,7 @@ func TestSIGKILLMidStreamLosesNothing(t *testing.T) {
 	relaytest.Record(t, relaytest.Fault{Order: 10, Fault: "relay SIGKILL under load (×2)",
 		Setup: "4 writers, transactions of up to 50 rows, window 100; the process restarted at once", Figures: got.Measure(writers, perWriter),
 		Recovery: recovery, Bound: fmt.Sprintf("≤ 2·window + 2·transaction per kill (%d)", 2*window+2*maxTxn),
-		Note:     "recovery includes starting a new process"})
+		Note: "recovery includes starting a new process"})
 }
 
 // TestSIGTERMDrainsAndExitsZero stops the relay mid-stream with SIGTERM: it
@@ -263,7 +263,7 @@ func TestStandbyTakesOverWhenTheActiveRelayDies(t *testing.T) {
 	relaytest.Record(t, relaytest.Fault{Order: 80, Fault: "standby takeover (the active relay SIGKILLed)",
 		Setup: "two relays on one slot, 2 writers, window 100", Figures: got.Measure(writers, perWriter),
 		Recovery: takeover, Bound: fmt.Sprintf("≤ 2·window + 2·transaction (%d)", 2*window+2*maxTxn),
-		Note:     "the standby polls the slot's lock every second"})
+		Note: "the standby polls the slot's lock every second"})
 }
 
 // TestConfigFileRelaysSeveralDatabases runs one process for two databases

@@ -94,7 +94,7 @@ faults, the relay streaming again within 3 s of the server's return.
 		}
 	}
 	b.WriteString(`
-Where the tests are: the server faults in `+"`TestServerFaults`"+` (cdc-relay/internal/relay,
+Where the tests are: the server faults in ` + "`TestServerFaults`" + ` (cdc-relay/internal/relay,
 faults_integration_test.go), the message faults beside it (edges_integration_test.go,
 relay_integration_test.go), and the process faults against the built binary in tests/relay.
 The reasons behind the bounds are in docs/architecture.md.

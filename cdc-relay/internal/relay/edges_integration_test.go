@@ -218,10 +218,10 @@ func TestRowsAfterAReturnedMessageWaitForIt(t *testing.T) {
 	e.waitReady(t)
 	took := time.Since(bound)
 	relaytest.Record(t, relaytest.Fault{Order: 60, Fault: "unroutable row, held (CDC_RELAY_UNROUTABLE=hold)",
-		Setup: "a row with no queue bound, a routable one 1 s later, a queue bound after several retries",
-		Figures: relaytest.Figures{Written: 2, Received: routed.Len() + nowhere.Len(), Duplicates: routed.Len() + nowhere.Len() - 2},
+		Setup:    "a row with no queue bound, a routable one 1 s later, a queue bound after several retries",
+		Figures:  relaytest.Figures{Written: 2, Received: routed.Len() + nowhere.Len(), Duplicates: routed.Len() + nowhere.Len() - 2},
 		Recovery: took, Bound: "0 for rows committed after the first return",
-		Note:     "the routable row is not delivered before the unroutable one; recovery is from the binding"})
+		Note: "the routable row is not delivered before the unroutable one; recovery is from the binding"})
 	time.Sleep(300 * time.Millisecond)
 	assert.Equal(t, 1, routed.Len(), "delivered once")
 	assert.True(t, !routed.Messages()[0].Timestamp.IsZero())
@@ -480,7 +480,7 @@ func TestUnroutableMessagesAreParked(t *testing.T) {
 	relaytest.Record(t, relaytest.Fault{Order: 65, Fault: "unroutable row, parked (CDC_RELAY_UNROUTABLE=park)",
 		Setup:   "a row with no queue bound, then a routable one",
 		Figures: relaytest.Figures{Written: 2, Received: 2}, Bound: "0",
-		Note:    "confirmed into <exchange>.unroutable with its properties and headers; the stream goes on"})
+		Note: "confirmed into <exchange>.unroutable with its properties and headers; the stream goes on"})
 	wal := currentWAL(t, e.dbURL)
 	require.Eventually(t, func() bool { return slotFlush(t, e.dbURL, e.slot) >= wal }, 10*time.Second, 20*time.Millisecond)
 }

@@ -282,7 +282,7 @@ func TestRelayRecoversWhenTheBrokerConnectionIsCut(t *testing.T) {
 	relaytest.Record(t, relaytest.Fault{Order: 25, Fault: "broker connection cut (×2)",
 		Setup: "a TCP proxy drops every connection, twice, under 2 writers (window 200)", Figures: got.Measure(writers, perWriter),
 		Recovery: recovery, Bound: "≤ window + transaction per cut (220)",
-		Note:     "the test's backoff is 50–500 ms; the relay's default is 250 ms doubling to 2 s"})
+		Note: "the test's backoff is 50–500 ms; the relay's default is 250 ms doubling to 2 s"})
 	e.waitReady(t)
 	assert.GreaterOrEqual(t, e.relay.Status().Reconnects, uint64(2))
 	assert.Contains(t, scrape(t, e.http.URL), `cdc_relay_reconnects_total{slot="`+e.slot+`",target="broker"}`)

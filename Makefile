@@ -19,7 +19,7 @@ CMD_DIRS := $(wildcard cdc-relay/cmd services)
 # Whether a Docker engine answers (not just the docker client).
 DOCKER_ANSWERS := timeout 5 docker info >/dev/null 2>&1
 
-.PHONY: help build test test-short lint services-up reliability
+.PHONY: help build test test-matrix test-short lint services-up reliability
 
 include deploy/demo.mk
 include deploy/bench.mk
@@ -31,6 +31,7 @@ help:
 	@echo 'make build        compile everything; binaries into bin/'
 	@echo 'make test         go vet, then every test with -race (starts Postgres and RabbitMQ when needed)'
 	@echo 'make test-short   unit tests only (go test -short)'
+	@echo 'make test-matrix  the relay suite on Postgres 14, 16, 17 and 18 (part of make test; PG_MATRIX picks)'
 	@echo 'make bench        benchmarks (tests/bench): relay vs the machine and a polling relay; writes docs/benchmarks.md'
 	@echo 'make reliability  the fault tests, once, writing what each fault costs to docs/reliability.md'
 	@echo 'make lint         gofmt and go vet'
@@ -53,17 +54,36 @@ WITH_SERVICES = set -euo pipefail; \
 		export SAGA_TEST_PG_URL="$${pg:-$$SAGA_TEST_PG_URL}" SAGA_TEST_AMQP_URL="$${amqp:-$$SAGA_TEST_AMQP_URL}"; \
 	fi
 
+# The version matrix: after the main run (on the machine's Postgres, 15),
+# the relay's suite runs again on each other supported major, each in a
+# cluster of its own (deploy/local/pg-major.sh). The long fault tests run on
+# 15 and 17 only (testenv.LongFaultTest), the contract tests on every major.
+PG_MATRIX   ?= 14 16 17 18
+RELAY_SUITE := ./cdc-relay/internal/relay/ ./cdc-relay/internal/admin/ ./cdc-relay/internal/replication/ ./tests/relay/ ./tests/admin/
+
 test:
 	@$(WITH_SERVICES); \
 	set -x; \
 	$(GO) vet ./...; \
-	$(GO) test -race -count=1 -timeout 20m ./...
+	$(GO) test -race -count=1 -timeout 20m ./...; \
+	$(MAKE) --no-print-directory test-matrix
+
+test-matrix:
+	@$(WITH_SERVICES); \
+	for major in $(PG_MATRIX); do \
+		dir=$$(mktemp -d); chmod 755 "$$dir"; \
+		trap 'bash deploy/local/pg-major.sh stop "$$dir/pg"' EXIT; \
+		url=$$(bash deploy/local/pg-major.sh start "$$major" "$$dir/pg"); \
+		echo "== the relay's suite on Postgres $$major" >&2; \
+		SAGA_TEST_PG_URL="$$url" SAGA_TEST_PG_MAJOR="$$major" $(GO) test -race -count=1 -timeout 20m $(RELAY_SUITE); \
+		bash deploy/local/pg-major.sh stop "$$dir/pg"; trap - EXIT; rm -rf "$$dir"; \
+	done
 
 # The fault tests that measure what each fault costs; `make reliability`
 # runs them once with SAGA_RELIABILITY_OUT set and writes their figures to
 # docs/reliability.md. They are part of `make test` too, which checks the
 # same bounds without writing.
-RELIABILITY_TESTS := TestServerFaults|TestNackedRowsWaitForRoom|TestRowsAfterAReturnedMessageWaitForIt|TestUnroutableMessagesAreParked|TestCleanStopsResendNothing|TestRelayRecoversWhenTheBrokerConnectionIsCut|TestSIGKILLMidStreamLosesNothing|TestSIGTERMDrainsAndExitsZero|TestStandbyTakesOverWhenTheActiveRelayDies|TestLostSlotStopsTheRelayAndTheRepairDeliversEverything
+RELIABILITY_TESTS := TestServerFaults|TestNackedRowsWaitForRoom|TestRowsAfterAReturnedMessageWaitForIt|TestUnroutableMessagesAreParked|TestCleanStopsResendNothing|TestRelayRecoversWhenTheBrokerConnectionIsCut|TestSIGKILLMidStreamLosesNothing|TestSIGTERMDrainsAndExitsZero|TestStandbyTakesOverWhenTheActiveRelayDies|TestLostSlotStopsTheRelayAndTheRepairDeliversEverything|TestFailoverKeepsTheSlotOnPostgres17|TestFailoverOnPostgres15StopsWithTheRepair
 
 reliability:
 	@$(WITH_SERVICES); \

@@ -51,6 +51,7 @@ func newFixture(t *testing.T, extraEnv ...string) *fixture {
 // unconfirmed messages, what was confirmed but not yet reported (at most a
 // window's worth), and the two transactions straddling those positions.
 func TestSIGKILLMidStreamLosesNothing(t *testing.T) {
+	testenv.LongFaultTest(t)
 	const writers, perWriter = 4, 5000
 	f := newFixture(t, "CDC_RELAY_MAX_IN_FLIGHT=100")
 	dbURL, got, env := f.dbURL, f.got, f.env
@@ -226,6 +227,7 @@ func containsAll(s string, subs ...string) bool {
 // standby (alive, not ready) and streams within 10 s of the first one's
 // SIGKILL, with nothing lost and order kept.
 func TestStandbyTakesOverWhenTheActiveRelayDies(t *testing.T) {
+	testenv.LongFaultTest(t)
 	const writers, perWriter = 2, 4000
 	f := newFixture(t, "CDC_RELAY_MAX_IN_FLIGHT=100")
 	dbURL, got, env := f.dbURL, f.got, f.env

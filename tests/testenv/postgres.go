@@ -82,6 +82,16 @@ func LongFaultTest(t testing.TB) {
 	}
 }
 
+// OutsideTheMatrix skips a test in the version matrix's runs (which set
+// SAGA_TEST_PG_MAJOR): a test that picks its own majors, such as a failover
+// test, runs once, in the main run.
+func OutsideTheMatrix(t testing.TB) {
+	t.Helper()
+	if v := os.Getenv(EnvPostgresMajor); v != "" {
+		t.Skipf("picks its own Postgres majors: runs in the main run, not in the matrix run of %s", v)
+	}
+}
+
 // StartPostgres initialises and starts a cluster of the major of opts (see
 // PostgresOptions.Major) and returns it once it accepts connections. Under
 // `go test -short` it skips the test.

@@ -46,6 +46,7 @@ func TestPrivateServersStartAndRestart(t *testing.T) {
 }
 
 func TestPostgresOfEachMajorAndAPair(t *testing.T) {
+	testenv.OutsideTheMatrix(t)
 	t.Parallel()
 	for _, major := range []int{14, 16, 17, 18} {
 		t.Run(fmt.Sprint(major), func(t *testing.T) {

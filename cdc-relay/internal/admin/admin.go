@@ -97,7 +97,7 @@ type command struct {
 
 var commands = []command{
 	{name: "slot list", uses: useDB | useJSON, run: runSlotList},
-	{name: "slot create", uses: useDB | useSlot | usePublication | useTable | useJSON, run: runSlotCreate},
+	{name: "slot create", uses: useDB | useSlot | usePublication | useTable | useFailover | useJSON, run: runSlotCreate},
 	{name: "slot drop", uses: useDB | useSlot | useJSON, run: runSlotDrop,
 		extra: func(fs *flag.FlagSet, o *options) {
 			fs.BoolVar(&o.force, "force", false, "terminate the walsender of an active slot, then drop it")
@@ -110,7 +110,7 @@ var commands = []command{
 		check: checkAdvance},
 	{name: "publication create", uses: useDB | usePublication | useTable | useJSON, run: runPublicationCreate},
 	{name: "publication show", uses: useDB | usePublication | useTable | useJSON, run: runPublicationShow},
-	{name: "doctor", uses: useDB | useSlot | usePublication | useTable | useJSON, run: runDoctor},
+	{name: "doctor", uses: useDB | useSlot | usePublication | useTable | useFailover | useJSON, run: runDoctor},
 	{name: "replay", uses: useDB | useAMQP | useTable | useExchange | useJSON, run: runReplay,
 		extra: func(fs *flag.FlagSet, o *options) {
 			fs.StringVar(&o.sinceText, "since", "", "commit time of the first transaction to replay (inclusive; created_at without track_commit_timestamp): RFC 3339, a date, or a duration ago such as 2h or 3d (required)")

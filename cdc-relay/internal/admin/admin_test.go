@@ -238,13 +238,13 @@ func TestRenderSlots(t *testing.T) {
 	require.NoError(t, renderSlots(&b, []SlotInfo{
 		{Name: "cdc_relay", Type: "logical", Plugin: ptr("pgoutput"), Database: ptr("orders"), Active: true, ActivePID: ptr[int32](4242),
 			ConfirmedFlushLSN: ptr("0/16B3748"), RestartLSN: ptr("0/16B3700"), LagBytes: ptr[int64](2048), RetainedWALBytes: ptr[int64](16 << 20),
-			WALStatus: ptr("reserved"), SafeWALSize: ptr[int64](1 << 30)},
+			WALStatus: ptr("reserved"), SafeWALSize: ptr[int64](1 << 30), Failover: ptr(true), Synced: ptr(false)},
 		{Name: "standby_1", Type: "physical", RestartLSN: ptr("0/1000000"), RetainedWALBytes: ptr[int64](100), WALStatus: ptr("reserved")},
 	}))
 	want := "" +
-		"SLOT       PLUGIN      DATABASE  ACTIVE  PID   CONFIRMED_FLUSH  LAG      RETAINED  WAL_STATUS  SAFE_WAL_SIZE\n" +
-		"cdc_relay  pgoutput    orders    true    4242  0/16B3748        2.0 KiB  16.0 MiB  reserved    1.0 GiB\n" +
-		"standby_1  (physical)  -         false   -     -                -        100 B     reserved    -\n"
+		"SLOT       PLUGIN      DATABASE  ACTIVE  PID   CONFIRMED_FLUSH  LAG      RETAINED  WAL_STATUS  SAFE_WAL_SIZE  FAILOVER  SYNCED\n" +
+		"cdc_relay  pgoutput    orders    true    4242  0/16B3748        2.0 KiB  16.0 MiB  reserved    1.0 GiB        true      false\n" +
+		"standby_1  (physical)  -         false   -     -                -        100 B     reserved    -              -         -\n"
 	assert.Equal(t, want, b.String())
 
 	b.Reset()
@@ -424,4 +424,66 @@ func dump(fs []Finding) string {
 		fmt.Fprintf(&b, "  %s %s: %s | %s\n", f.Level, f.Check, f.What, f.Fix)
 	}
 	return b.String()
+}
+
+func TestEvaluateFailover(t *testing.T) {
+	// ready is a Postgres 17 primary whose standby keeps the relay's slot.
+	ready := func() Facts {
+		f := healthy()
+		f.Version = 170004
+		f.Slots[0].Failover = ptr(true)
+		f.Failover = FailoverFacts{Want: "auto", StreamingStandbys: 1, SynchronizedStandbySlots: "standby1", HostsInURL: 2,
+			Standbys: []StandbyFacts{{Host: "db2:5432", SyncReplicationSlots: true, HotStandbyFeedback: true, PrimarySlotName: "standby1",
+				ConninfoHasDBName: true, SlotFound: true, SlotSynced: true}}}
+		return f
+	}
+	tests := []struct {
+		name  string
+		facts func() Facts
+		level Level
+		check string
+		what  string // substring of a finding of that level and check
+		fix   string
+	}{
+		{"ready", ready, LevelOK, "standby db2:5432", "ready for a promotion", ""},
+		{"Postgres 15 with a standby", func() Facts { f := ready(); f.Version = 150010; return f },
+			LevelWarn, "failover", "Postgres 15 has no failover slots", "Repairing a lost slot"},
+		{"Postgres 15 without a standby", func() Facts { f := ready(); f.Version, f.Failover.StreamingStandbys = 150010, 0; return f },
+			LevelOK, "failover", "no standby streams", ""},
+		{"off", func() Facts { f := ready(); f.Failover.Want = "off"; return f }, LevelOK, "failover", "CDC_RELAY_SLOT_FAILOVER=off", ""},
+		{"slot not a failover slot", func() Facts { f := ready(); f.Slots[0].Failover = ptr(false); return f },
+			LevelError, "failover", "is not a failover slot", "CDC_RELAY_SLOT_FAILOVER=auto"},
+		{"no synchronized_standby_slots", func() Facts { f := ready(); f.Failover.SynchronizedStandbySlots = ""; return f },
+			LevelWarn, "failover", "synchronized_standby_slots is empty", "ALTER SYSTEM SET synchronized_standby_slots"},
+		{"synchronized_standby_slots names a missing slot", func() Facts { f := ready(); f.Failover.MissingStandbySlots = []string{"gone"}; return f },
+			LevelError, "failover", "names gone, which is not an active physical slot", ""},
+		{"one host in the URL", func() Facts { f := ready(); f.Failover.Standbys, f.Failover.HostsInURL = nil, 1; return f },
+			LevelWarn, "failover", "the database URL names one host", "postgres://primary,standby/db?target_session_attrs=primary"},
+		{"sync off", func() Facts { f := ready(); f.Failover.Standbys[0].SyncReplicationSlots = false; return f },
+			LevelError, "standby db2:5432", "sync_replication_slots is off", "on db2:5432: ALTER SYSTEM SET sync_replication_slots = on"},
+		{"no feedback", func() Facts { f := ready(); f.Failover.Standbys[0].HotStandbyFeedback = false; return f },
+			LevelError, "standby db2:5432", "hot_standby_feedback is off", "hot_standby_feedback = on"},
+		{"no primary slot", func() Facts { f := ready(); f.Failover.Standbys[0].PrimarySlotName = ""; return f },
+			LevelError, "standby db2:5432", "primary_slot_name is empty", "pg_create_physical_replication_slot"},
+		{"no dbname", func() Facts { f := ready(); f.Failover.Standbys[0].ConninfoHasDBName = false; return f },
+			LevelError, "standby db2:5432", "primary_conninfo names no database", "dbname=orders"},
+		{"slot missing on the standby", func() Facts { f := ready(); f.Failover.Standbys[0].SlotFound = false; return f },
+			LevelError, "standby db2:5432", "is not on the standby", ""},
+		{"slot still temporary", func() Facts { f := ready(); f.Failover.Standbys[0].SlotTemporary = true; return f },
+			LevelWarn, "standby db2:5432", "still temporary", ""},
+		{"standby unreachable", func() Facts { f := ready(); f.Failover.Standbys[0] = StandbyFacts{Host: "db2:5432", Err: "refused"}; return f },
+			LevelWarn, "standby db2:5432", "could not read the standby: refused", ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got := Evaluate(tt.facts())
+			found := false
+			for _, g := range got {
+				if g.Level == tt.level && g.Check == tt.check && strings.Contains(g.What, tt.what) && strings.Contains(g.Fix, tt.fix) {
+					found = true
+				}
+			}
+			assert.True(t, found, "want %s %s %q in\n%s", tt.level, tt.check, tt.what, dump(got))
+		})
+	}
 }

@@ -38,6 +38,8 @@ type Finding struct {
 // findings without I/O, so every rule is unit-tested.
 type Facts struct {
 	Database string
+	// Version is server_version_num.
+	Version  int
 	WALLevel string
 
 	MaxReplicationSlots int
@@ -76,6 +78,9 @@ type Facts struct {
 	// Slot is the relay's slot (--slot); Slots are every slot of the server.
 	Slot  string
 	Slots []SlotInfo
+
+	// Failover is the failover set-up: the primary's and its standbys'.
+	Failover FailoverFacts
 }
 
 // nearInvalidation is the share of max_slot_wal_keep_size below which a
@@ -87,7 +92,7 @@ func Evaluate(f Facts) []Finding {
 	var out []Finding
 	for _, rule := range []func(Facts) []Finding{
 		checkWALLevel, checkSlotsCapacity, checkWALSenders, checkKeepSize, checkCommitTimestamps,
-		checkRole, checkTable, checkPublication, checkRelaySlot, checkOtherSlots,
+		checkRole, checkTable, checkPublication, checkRelaySlot, checkOtherSlots, checkFailover,
 	} {
 		out = append(out, rule(f)...)
 	}
@@ -380,13 +385,13 @@ func runDoctor(ctx context.Context, o options, stdout, _ io.Writer) error {
 // gatherFacts reads Facts. It needs no privilege beyond connecting: every
 // view it reads is readable by any role.
 func gatherFacts(ctx context.Context, conn *pgx.Conn, o options) (Facts, error) {
-	f := Facts{Table: o.table, Publication: o.publication, Slot: o.slot}
-	err := conn.QueryRow(ctx, `SELECT current_database()::text, current_setting('wal_level'), current_setting('track_commit_timestamp') = 'on',
+	f := Facts{Table: o.table, Publication: o.publication, Slot: o.slot, Failover: FailoverFacts{Want: o.slotFailover}}
+	err := conn.QueryRow(ctx, `SELECT current_database()::text, current_setting('server_version_num')::int, current_setting('wal_level'), current_setting('track_commit_timestamp') = 'on',
 			current_setting('max_replication_slots')::int, current_setting('max_wal_senders')::int,
 			(SELECT setting::bigint FROM pg_settings WHERE name = 'max_slot_wal_keep_size'),
 			(SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'walsender')::int,
 			current_user::text, r.rolsuper, r.rolreplication
-		FROM pg_roles r WHERE r.rolname = current_user`).Scan(&f.Database, &f.WALLevel, &f.CommitTimestamps,
+		FROM pg_roles r WHERE r.rolname = current_user`).Scan(&f.Database, &f.Version, &f.WALLevel, &f.CommitTimestamps,
 		&f.MaxReplicationSlots, &f.MaxWALSenders, &f.MaxSlotWALKeepSizeMB, &f.WALSendersInUse,
 		&f.Role, &f.Superuser, &f.Replication)
 	if err != nil {
@@ -439,6 +444,9 @@ func gatherFacts(ctx context.Context, conn *pgx.Conn, o options) (Facts, error) 
 
 	if f.Slots, err = querySlots(ctx, conn, ""); err != nil {
 		return Facts{}, fmt.Errorf("list slots: %w", err)
+	}
+	if err := gatherFailover(ctx, conn, o.databaseURL, &f); err != nil {
+		return Facts{}, err
 	}
 	return f, nil
 }

@@ -129,7 +129,7 @@ func TestSlotCommands(t *testing.T) {
 	assert.GreaterOrEqual(t, *s.RetainedWALBytes, *s.LagBytes)
 	assert.Equal(t, "reserved", *s.WALStatus)
 	table := run(t, env, "slot", "list").ok(t).stdout
-	assert.Regexp(t, `(?m)^SLOT\s+PLUGIN\s+DATABASE\s+ACTIVE\s+PID\s+CONFIRMED_FLUSH\s+LAG\s+RETAINED\s+WAL_STATUS\s+SAFE_WAL_SIZE$`, table)
+	assert.Regexp(t, `(?m)^SLOT\s+PLUGIN\s+DATABASE\s+ACTIVE\s+PID\s+CONFIRMED_FLUSH\s+LAG\s+RETAINED\s+WAL_STATUS\s+SAFE_WAL_SIZE\s+FAILOVER\s+SYNCED$`, table)
 	assert.Regexp(t, `(?m)^`+slot+`\s+pgoutput\s+`+dbName(t, dbURL)+`\s+false\s+-\s+`, table)
 
 	// advance: forward to now, then a refusal to go back.
@@ -466,9 +466,9 @@ func TestReplayMatchesStream(t *testing.T) {
 	slot := testenv.RandomName("t_slot_")
 	t.Cleanup(func() { testenv.DropSlot(t, dbURL, slot) })
 
-	cfg := config.Config{DatabaseURL: dbURL, AMQPURL: amqpURL, Slot: slot, Publication: config.DefaultPublication,
-		Table: config.Table{Schema: "public", Name: "outbox"}, Exchange: exchange, HTTPAddr: "127.0.0.1:0",
-		MaxInFlight: 100, HeartbeatInterval: time.Second, LogFormat: "json", Poison: config.PoisonStop, Unroutable: config.UnroutableHold}
+	cfg := config.Defaults()
+	cfg.DatabaseURL, cfg.AMQPURL, cfg.Slot, cfg.Exchange = dbURL, amqpURL, slot, exchange
+	cfg.HTTPAddr, cfg.MaxInFlight, cfg.HeartbeatInterval = "127.0.0.1:0", 100, time.Second
 	require.NoError(t, cfg.Validate())
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)

@@ -27,19 +27,21 @@ const (
 	useTable
 	useExchange
 	useJSON
+	useFailover
 )
 
 // options is the parsed command line of one command. The shared options have
 // the daemon's names and variables (design §4.1), so an operator runs the
 // commands in the relay's own environment (kubectl exec, the same .env file).
 type options struct {
-	databaseURL string
-	amqpURL     string
-	slot        string
-	publication string
-	table       config.Table
-	exchange    string
-	json        bool
+	databaseURL  string
+	amqpURL      string
+	slot         string
+	publication  string
+	table        config.Table
+	exchange     string
+	json         bool
+	slotFailover string
 
 	// slot drop
 	force bool
@@ -70,6 +72,7 @@ var sharedOptions = []shared{
 	{usePublication, "CDC_RELAY_PUBLICATION", "publication", config.DefaultPublication, "publication that holds the outbox table"},
 	{useTable, "CDC_RELAY_TABLE", "table", config.DefaultTable, "outbox table, schema-qualified"},
 	{useExchange, "CDC_RELAY_EXCHANGE", "exchange", config.DefaultExchange, "topic exchange messages are published to"},
+	{useFailover, "CDC_RELAY_SLOT_FAILOVER", "slot-failover", config.DefaultSlotFailover, "failover slot on Postgres 17+: auto, on or off"},
 	{useAMQP, "CDC_RELAY_MAX_IN_FLIGHT", "max-in-flight", strconv.Itoa(config.DefaultMaxInFlight), "unconfirmed messages at most"},
 }
 
@@ -157,6 +160,12 @@ func parse(cmd command, args []string, getenv func(string) string, usage io.Writ
 			bad("CDC_RELAY_TABLE", err.Error())
 		}
 		o.table = t
+	}
+	if cmd.uses&useFailover != 0 {
+		o.slotFailover = get("CDC_RELAY_SLOT_FAILOVER")
+		if o.slotFailover != config.FailoverAuto && o.slotFailover != config.FailoverOn && o.slotFailover != config.FailoverOff {
+			bad("CDC_RELAY_SLOT_FAILOVER", fmt.Sprintf("%q is not auto, on or off", o.slotFailover))
+		}
 	}
 	if cmd.uses&useExchange != 0 && (o.exchange == "" || len(o.exchange) > 255) {
 		bad("CDC_RELAY_EXCHANGE", "must be 1 to 255 characters")

@@ -34,20 +34,42 @@ type SlotInfo struct {
 	RetainedWALBytes *int64  `json:"retained_wal_bytes"`
 	WALStatus        *string `json:"wal_status"`
 	SafeWALSize      *int64  `json:"safe_wal_size"`
+	// Failover and Synced are Postgres 17's: a failover slot is synchronised
+	// to standbys with sync_replication_slots; on a standby, synced marks
+	// such a copy. Null before 17.
+	Failover *bool `json:"failover"`
+	Synced   *bool `json:"synced"`
 }
 
-// The current position is the replay position on a standby, where
-// pg_current_wal_lsn() fails.
-const slotsQuery = `
+// slotsQuery reads pg_replication_slots. The current position is the
+// replay position on a standby, where pg_current_wal_lsn() fails; failover
+// and synced exist from Postgres 17 on.
+func slotsQuery(version int) string {
+	failover := "NULL::bool, NULL::bool"
+	if version >= replication.FailoverVersion {
+		failover = "s.failover, s.synced"
+	}
+	return `
 WITH cur AS (SELECT CASE WHEN pg_is_in_recovery() THEN pg_last_wal_replay_lsn() ELSE pg_current_wal_lsn() END AS lsn)
 SELECT s.slot_name::text, s.slot_type, s.plugin::text, s.database::text, s.active, s.active_pid,
        s.confirmed_flush_lsn::text, s.restart_lsn::text,
        (cur.lsn - s.confirmed_flush_lsn)::bigint, (cur.lsn - s.restart_lsn)::bigint,
-       s.wal_status, s.safe_wal_size
+       s.wal_status, s.safe_wal_size, ` + failover + `
 FROM pg_replication_slots s, cur`
+}
+
+func serverVersion(ctx context.Context, conn *pgx.Conn) (int, error) {
+	var v int
+	err := conn.QueryRow(ctx, `SELECT current_setting('server_version_num')::int`).Scan(&v)
+	return v, err
+}
 
 func querySlots(ctx context.Context, conn *pgx.Conn, where string, args ...any) ([]SlotInfo, error) {
-	rows, err := conn.Query(ctx, slotsQuery+" "+where+" ORDER BY s.slot_name", args...)
+	version, err := serverVersion(ctx, conn)
+	if err != nil {
+		return nil, err
+	}
+	rows, err := conn.Query(ctx, slotsQuery(version)+" "+where+" ORDER BY s.slot_name", args...)
 	if err != nil {
 		return nil, err
 	}
@@ -55,7 +77,7 @@ func querySlots(ctx context.Context, conn *pgx.Conn, where string, args ...any) 
 	for rows.Next() {
 		var s SlotInfo
 		if err := rows.Scan(&s.Name, &s.Type, &s.Plugin, &s.Database, &s.Active, &s.ActivePID,
-			&s.ConfirmedFlushLSN, &s.RestartLSN, &s.LagBytes, &s.RetainedWALBytes, &s.WALStatus, &s.SafeWALSize); err != nil {
+			&s.ConfirmedFlushLSN, &s.RestartLSN, &s.LagBytes, &s.RetainedWALBytes, &s.WALStatus, &s.SafeWALSize, &s.Failover, &s.Synced); err != nil {
 			return nil, err
 		}
 		slots = append(slots, s)
@@ -99,17 +121,18 @@ func renderSlots(w io.Writer, slots []SlotInfo) error {
 		return err
 	}
 	tw := newTable(w)
-	fmt.Fprintln(tw, "SLOT\tPLUGIN\tDATABASE\tACTIVE\tPID\tCONFIRMED_FLUSH\tLAG\tRETAINED\tWAL_STATUS\tSAFE_WAL_SIZE")
+	fmt.Fprintln(tw, "SLOT\tPLUGIN\tDATABASE\tACTIVE\tPID\tCONFIRMED_FLUSH\tLAG\tRETAINED\tWAL_STATUS\tSAFE_WAL_SIZE\tFAILOVER\tSYNCED")
 	pid := func(p int32) string { return strconv.Itoa(int(p)) }
+	yes := func(b bool) string { return strconv.FormatBool(b) }
 	for _, s := range slots {
 		plugin := orDash(s.Plugin, str)
 		if s.Type == "physical" {
 			plugin = "(physical)"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%t\t%s\t%s\t%s\t%s\t%s\t%s\n",
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%t\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n",
 			s.Name, plugin, orDash(s.Database, str), s.Active, orDash(s.ActivePID, pid),
 			orDash(s.ConfirmedFlushLSN, str), orDash(s.LagBytes, FormatBytes), orDash(s.RetainedWALBytes, FormatBytes),
-			orDash(s.WALStatus, str), orDash(s.SafeWALSize, FormatBytes))
+			orDash(s.WALStatus, str), orDash(s.SafeWALSize, FormatBytes), orDash(s.Failover, yes), orDash(s.Synced, yes))
 	}
 	return tw.Flush()
 }
@@ -122,6 +145,8 @@ type SlotCreated struct {
 	ConfirmedFlushLSN string `json:"confirmed_flush_lsn"`
 	// Created is false when the slot existed already (and was found fit).
 	Created bool `json:"created"`
+	// Failover is whether it was created as a failover slot (Postgres 17+).
+	Failover bool `json:"failover"`
 }
 
 // runSlotCreate prepares the database as the daemon does at start
@@ -173,14 +198,18 @@ func createSlot(ctx context.Context, o options) (SlotCreated, error) {
 	if p.Slot.Exists {
 		return r, nil
 	}
-	lsn, err := replication.CreateSlotSQL(ctx, conn, o.slot)
+	failover, err := replication.WantFailover(o.slotFailover, p.Version)
+	if err != nil {
+		return SlotCreated{}, err
+	}
+	lsn, err := replication.CreateSlotSQL(ctx, conn, o.slot, failover)
 	if isCode(err, "42710") { // created meanwhile
 		return existingSlot(ctx, o)
 	}
 	if err != nil {
 		return SlotCreated{}, err
 	}
-	r.ConfirmedFlushLSN, r.Created = lsn.String(), true
+	r.ConfirmedFlushLSN, r.Created, r.Failover = lsn.String(), true, failover
 	return r, nil
 }
 

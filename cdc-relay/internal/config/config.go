@@ -68,7 +68,19 @@ type Config struct {
 	// AMQPURL (same host and credentials, port 15672, or 15671 for amqps);
 	// "off": the operator sets the policy.
 	ManagementURL string
+	// SlotFailover decides whether the relay's slot is a failover slot,
+	// synchronised to standbys so that a promotion keeps it (Postgres 17 and
+	// later): FailoverAuto where the server supports it, FailoverOn always
+	// (a server before 17 is then an error), FailoverOff never.
+	SlotFailover string
 }
+
+// Values of Config.SlotFailover.
+const (
+	FailoverAuto = "auto"
+	FailoverOn   = "on"
+	FailoverOff  = "off"
+)
 
 // Values of Config.Unroutable.
 const (
@@ -106,11 +118,20 @@ const (
 	DefaultLogLevel          = "info"
 	DefaultPoison            = PoisonStop
 	DefaultUnroutable        = UnroutableHold
+	DefaultSlotFailover      = FailoverAuto
 
 	// maxMaxInFlight caps the window: amqp091 keeps a record per unconfirmed
 	// message and the relay's memory must stay bounded by the window.
 	maxMaxInFlight = 100_000
 )
+
+// Defaults is the configuration with every default of the table of
+// docs/contracts.md and no URLs: a start for code (and tests) that build a
+// Config rather than parse one.
+func Defaults() Config {
+	c, _, _ := parse("defaults", nil, func(string) string { return "" }, io.Discard)
+	return c
+}
 
 // Error is a configuration error. Its message is one line naming the
 // variable (and flag) and what to do.
@@ -149,6 +170,7 @@ var options = []option{
 	{"CDC_RELAY_LOG_LEVEL", "log-level", DefaultLogLevel, "debug, info, warn or error"},
 	{"CDC_RELAY_UNROUTABLE", "unroutable", DefaultUnroutable, "a message no queue is bound for: hold (retry, keeping commit order) or park (in queue <exchange>.unroutable, through an alternate exchange)"},
 	{"CDC_RELAY_AMQP_MANAGEMENT_URL", "amqp-management-url", "", "RabbitMQ HTTP API for the park mode's policy (default: the AMQP URL's host and credentials, port 15672; off: set by the operator)"},
+	{"CDC_RELAY_SLOT_FAILOVER", "slot-failover", DefaultSlotFailover, "failover slot, kept through a promotion on Postgres 17+: auto (where supported), on or off"},
 	{"CDC_RELAY_POISON", "poison", DefaultPoison, "a row that can never be published: stop (the relay, naming it) or park (in queue <exchange>.poison)"},
 	{"CDC_RELAY_CONFIG", "config", "", "JSON file listing several databases to relay from one process (see docs/operations.md)"},
 }
@@ -210,15 +232,16 @@ func parse(name string, args []string, getenv func(string) string, usage io.Writ
 		}
 	}
 	c := Config{
-		DatabaseURL: get("CDC_RELAY_DATABASE_URL"),
-		AMQPURL:     get("CDC_RELAY_AMQP_URL"),
-		Slot:        get("CDC_RELAY_SLOT"),
-		Publication: get("CDC_RELAY_PUBLICATION"),
-		Exchange:    get("CDC_RELAY_EXCHANGE"),
-		HTTPAddr:    get("CDC_RELAY_HTTP_ADDR"),
-		LogFormat:   get("CDC_RELAY_LOG_FORMAT"),
-		Poison:      get("CDC_RELAY_POISON"),
-		Unroutable:  get("CDC_RELAY_UNROUTABLE"),
+		DatabaseURL:  get("CDC_RELAY_DATABASE_URL"),
+		AMQPURL:      get("CDC_RELAY_AMQP_URL"),
+		Slot:         get("CDC_RELAY_SLOT"),
+		Publication:  get("CDC_RELAY_PUBLICATION"),
+		Exchange:     get("CDC_RELAY_EXCHANGE"),
+		HTTPAddr:     get("CDC_RELAY_HTTP_ADDR"),
+		LogFormat:    get("CDC_RELAY_LOG_FORMAT"),
+		Poison:       get("CDC_RELAY_POISON"),
+		Unroutable:   get("CDC_RELAY_UNROUTABLE"),
+		SlotFailover: get("CDC_RELAY_SLOT_FAILOVER"),
 		// The default is derived where it is used, from the final AMQP URL.
 		ManagementURL: get("CDC_RELAY_AMQP_MANAGEMENT_URL"),
 	}
@@ -308,6 +331,11 @@ func (c Config) Validate() error {
 	if c.LogFormat != "json" && c.LogFormat != "text" {
 		bad("CDC_RELAY_LOG_FORMAT", "log-format", fmt.Sprintf("%q is not json or text", c.LogFormat))
 	}
+	switch c.SlotFailover {
+	case FailoverAuto, FailoverOn, FailoverOff:
+	default:
+		bad("CDC_RELAY_SLOT_FAILOVER", "slot-failover", fmt.Sprintf("%q is not auto, on or off", c.SlotFailover))
+	}
 	switch c.Unroutable {
 	case UnroutableHold:
 	case UnroutablePark:
@@ -350,6 +378,7 @@ func (c Config) LogValue() slog.Value {
 		slog.String("log_level", c.LogLevel.String()),
 		slog.String("poison", c.Poison),
 		slog.String("unroutable", c.Unroutable),
+		slog.String("slot_failover", c.SlotFailover),
 		slog.String("amqp_management_url", MaskURL(c.ManagementURL)),
 	)
 }

@@ -49,6 +49,7 @@ func TestParseDefaults(t *testing.T) {
 		LogLevel:          slog.LevelInfo,
 		Poison:            "stop",
 		Unroutable:        "hold",
+		SlotFailover:      "auto",
 	}, c)
 }
 
@@ -94,6 +95,7 @@ func TestParseErrorsNameTheVariable(t *testing.T) {
 		{"poison queue name too long", with(map[string]string{"CDC_RELAY_POISON": "park", "CDC_RELAY_EXCHANGE": strings.Repeat("x", 250)}), nil, []string{"CDC_RELAY_EXCHANGE", "parking queue"}},
 		{"unroutable", with(map[string]string{"CDC_RELAY_UNROUTABLE": "drop"}), nil, []string{"CDC_RELAY_UNROUTABLE (--unroutable)", `"drop" is not hold or park`}},
 		{"management URL", with(map[string]string{"CDC_RELAY_AMQP_MANAGEMENT_URL": "rabbit:15672"}), nil, []string{"CDC_RELAY_AMQP_MANAGEMENT_URL", "not an http:// or https:// URL"}},
+		{"slot failover", with(map[string]string{"CDC_RELAY_SLOT_FAILOVER": "yes"}), nil, []string{"CDC_RELAY_SLOT_FAILOVER (--slot-failover)", `"yes" is not auto, on or off`}},
 		{"unknown flag", with(nil), []string{"--nope"}, []string{"nope"}},
 		{"stray argument", with(nil), []string{"extra"}, []string{`unexpected argument "extra"`}},
 	}
@@ -174,4 +176,13 @@ func TestManagementURL(t *testing.T) {
 		assert.Equal(t, tt.user, user, tt.mgmt)
 		assert.Equal(t, tt.pw, pw, tt.mgmt)
 	}
+}
+
+func TestDefaultsAreValidOnceURLsAreSet(t *testing.T) {
+	c := Defaults()
+	assert.Equal(t, DefaultSlot, c.Slot)
+	assert.Equal(t, DefaultMaxInFlight, c.MaxInFlight)
+	require.Error(t, c.Validate(), "no URLs yet")
+	c.DatabaseURL, c.AMQPURL = "postgres://h/db", "amqp://h/"
+	require.NoError(t, c.Validate())
 }

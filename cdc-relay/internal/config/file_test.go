@@ -45,7 +45,7 @@ func TestParseAllWithoutAFileIsTheSidecarMode(t *testing.T) {
 
 func TestConfigFileErrorsNameTheEntry(t *testing.T) {
 	base := Config{AMQPURL: "amqp://h/", Slot: "cdc_relay", Publication: "p", Table: Table{"public", "outbox"},
-		Exchange: "saga", HTTPAddr: ":9400", MaxInFlight: 1, HeartbeatInterval: 10e9, LogFormat: "json", Poison: PoisonStop, Unroutable: UnroutableHold}
+		Exchange: "saga", HTTPAddr: ":9400", MaxInFlight: 1, HeartbeatInterval: 10e9, LogFormat: "json", Poison: PoisonStop, Unroutable: UnroutableHold, SlotFailover: FailoverAuto}
 	tests := []struct {
 		name, file string
 		want       []string
@@ -81,7 +81,7 @@ func TestConfigFileErrorsNameTheEntry(t *testing.T) {
 // entries would then relay the same database under two names.
 func TestConfigFileUnsetVariableDoesNotFallBackToTheBase(t *testing.T) {
 	base := Config{DatabaseURL: "postgres://h/base", AMQPURL: "amqp://h/", Slot: "cdc_relay", Publication: "p",
-		Table: Table{"public", "outbox"}, Exchange: "saga", HTTPAddr: ":9400", MaxInFlight: 1, HeartbeatInterval: 10e9, LogFormat: "json", Poison: PoisonStop, Unroutable: UnroutableHold}
+		Table: Table{"public", "outbox"}, Exchange: "saga", HTTPAddr: ":9400", MaxInFlight: 1, HeartbeatInterval: 10e9, LogFormat: "json", Poison: PoisonStop, Unroutable: UnroutableHold, SlotFailover: FailoverAuto}
 	file := `{"databases": [
 		{"name": "order", "database_url": "${ORDER_URL}", "slot": "relay_order"},
 		{"name": "stock", "database_url": "${STOCK_URL}", "slot": "relay_stock"}

@@ -330,6 +330,7 @@ func deleteQueue(t *testing.T, amqpURL, name string) {
 // reads the open transaction to its end, drains, and waits until the slot
 // shows its final position. Four stops in a row, each mid-stream.
 func TestCleanStopsResendNothing(t *testing.T) {
+	testenv.LongFaultTest(t)
 	const writers, perWriter = 2, 6000
 	dbURL := testenv.NewOutboxDatabase(t)
 	exchange := testenv.NewExchange(t)

@@ -105,6 +105,7 @@ func (f *faultEnv) settle(t *testing.T, written <-chan error, perWriter int) rel
 // within what was in flight, and the relay is streaming again within 3 s of
 // the server's return.
 func TestServerFaults(t *testing.T) {
+	testenv.LongFaultTest(t)
 	pg := testenv.StartPostgres(t, testenv.PostgresOptions{})
 	mq := testenv.StartRabbitMQ(t)
 	const perWriter = 2500
@@ -123,7 +124,13 @@ func TestServerFaults(t *testing.T) {
 		logs := f.logs.String()
 		assert.NotContains(t, logs, "unexpected message", "the stream's end is logged as what it is")
 		assert.Contains(t, logs, "the server ended the replication stream")
-		assert.Contains(t, logs, "resuming from this relay's confirmed position")
+		if pg.Major < 17 {
+			// Before 17, Postgres writes a logical slot's position at
+			// shutdown only when restart_lsn moved: the relay's own is ahead.
+			assert.Contains(t, logs, "resuming from this relay's confirmed position")
+		} else {
+			t.Logf("Postgres %d persists the slot's confirmed position at shutdown: the relay did not need its own", pg.Major)
+		}
 		relaytest.Record(t, relaytest.Fault{Order: 40, Fault: "Postgres restart mid-stream",
 			Setup: "pg_ctl restart -m fast under 4 writers", Figures: fig, Recovery: took,
 			Bound: fmt.Sprintf("≤ window + transaction (%d)", faultWindow+faultTxn),

@@ -261,6 +261,10 @@ func (r *Relay) session(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	failover, err := replication.WantFailover(r.cfg.SlotFailover, prep.Version)
+	if err != nil {
+		return err
+	}
 	if prep.PublicationCreated {
 		r.log.Info("created publication", "publication", r.cfg.Publication, "via_partition_root", prep.Table.Partitioned)
 	}
@@ -306,14 +310,20 @@ func (r *Relay) session(ctx context.Context) error {
 			"slot_confirmed_flush_lsn", start.String())
 		start = own
 	}
+	if !create && failover && !prep.Slot.Failover {
+		if err := stream.SetFailover(ctx, r.cfg.Slot); err != nil {
+			return err
+		}
+		r.log.Info("made the slot a failover slot: standbys with sync_replication_slots keep it through a promotion")
+	}
 	var snap *replication.Snapshot
 	if create {
-		c, err := stream.CreateSlot(ctx, r.cfg.Slot)
+		c, err := stream.CreateSlot(ctx, r.cfg.Slot, failover)
 		if err != nil {
 			return err
 		}
 		r.mem.setCreated(c.ConsistentPoint)
-		r.log.Info("created replication slot", logkey.LSN, c.ConsistentPoint.String())
+		r.log.Info("created replication slot", logkey.LSN, c.ConsistentPoint.String(), "failover", failover)
 		// Imported before the stream's next command, which ends the export.
 		if snap, err = replication.ImportSnapshot(ctx, r.cfg.DatabaseURL, c.Snapshot); err != nil {
 			return err
@@ -336,6 +346,7 @@ func (r *Relay) session(ctx context.Context) error {
 		target:    target,
 		root:      prep.Table.OID,
 		source:    outbox.Source(prep.Database, r.cfg.Table.String()),
+		version:   prep.Version,
 		drain:     r.opts.DrainTimeout,
 		relations: map[uint32]*outbox.Layout{},
 		sentFlush: start,

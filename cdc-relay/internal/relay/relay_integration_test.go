@@ -73,20 +73,9 @@ func newEnvOpts(t *testing.T, dbURL, amqpURL string, opts *relay.Options, edit f
 	}
 	// Registered before the relay's own cleanup, so it runs after the relay stopped.
 	t.Cleanup(func() { testenv.DropSlot(t, e.dbURL, e.slot) })
-	cfg := config.Config{
-		DatabaseURL:       e.dbURL,
-		AMQPURL:           e.amqpURL,
-		Slot:              e.slot,
-		Publication:       config.DefaultPublication,
-		Table:             config.Table{Schema: "public", Name: "outbox"},
-		Exchange:          e.exchange,
-		HTTPAddr:          "127.0.0.1:0",
-		MaxInFlight:       config.DefaultMaxInFlight,
-		HeartbeatInterval: time.Second,
-		LogFormat:         "json",
-		Poison:            config.PoisonStop,
-		Unroutable:        config.UnroutableHold,
-	}
+	cfg := config.Defaults()
+	cfg.DatabaseURL, cfg.AMQPURL, cfg.Slot, cfg.Exchange = e.dbURL, e.amqpURL, e.slot, e.exchange
+	cfg.HTTPAddr, cfg.HeartbeatInterval = "127.0.0.1:0", time.Second
 	if edit != nil {
 		edit(&cfg)
 	}
@@ -250,6 +239,7 @@ func currentWAL(t *testing.T, dbURL string) uint64 {
 }
 
 func TestRelayRecoversWhenTheBrokerConnectionIsCut(t *testing.T) {
+	testenv.LongFaultTest(t)
 	const writers, perWriter = 2, 3000
 	amqpURL := testenv.AMQPURL(t)
 	u, err := amqp.ParseURI(amqpURL)

@@ -43,6 +43,7 @@ type session struct {
 	tracker *checkpoint.Tracker
 	target  replication.Target
 	root    uint32 // OID of the outbox table
+	version int    // server_version_num
 	source  string
 	drain   time.Duration
 
@@ -634,7 +635,7 @@ func (s *session) heartbeat(ctx context.Context) (replication.SlotHealth, error)
 	}
 	hctx, cancel := context.WithTimeout(ctx, s.cfg.HeartbeatInterval)
 	defer cancel()
-	return replication.Heartbeat(hctx, s.ctl, s.cfg.Slot, s.cfg.Slot+" "+strconv.FormatInt(time.Now().UnixNano(), 10))
+	return replication.Heartbeat(hctx, s.ctl, s.cfg.Slot, s.cfg.Slot+" "+strconv.FormatInt(time.Now().UnixNano(), 10), s.version)
 }
 
 func (s *session) repairHint() replication.RepairHint {

@@ -30,14 +30,18 @@ type Status struct {
 	BrokerOpen bool   `json:"broker_channel_open"`
 	// BrokerBlocked is set while the broker blocks the connection (a memory
 	// or disk alarm).
-	BrokerBlocked bool     `json:"broker_blocked"`
-	ReceivedLSN   string   `json:"received_lsn"`
-	ConfirmedLSN  string   `json:"confirmed_lsn"`
-	ServerWALEnd  string   `json:"server_wal_end"`
-	LagBytes      int64    `json:"lag_bytes"`
-	RetainedWAL   int64    `json:"retained_wal_bytes"`
-	WALStatus     string   `json:"wal_status,omitempty"`
-	SafeWALSize   *int64   `json:"safe_wal_size,omitempty"`
+	BrokerBlocked bool   `json:"broker_blocked"`
+	ReceivedLSN   string `json:"received_lsn"`
+	ConfirmedLSN  string `json:"confirmed_lsn"`
+	ServerWALEnd  string `json:"server_wal_end"`
+	LagBytes      int64  `json:"lag_bytes"`
+	RetainedWAL   int64  `json:"retained_wal_bytes"`
+	WALStatus     string `json:"wal_status,omitempty"`
+	SafeWALSize   *int64 `json:"safe_wal_size,omitempty"`
+	// FailoverReady is whether a promotion of the standby keeps the slot
+	// (Postgres 17 failover slots), and Failover why or why not.
+	FailoverReady *bool    `json:"failover_ready,omitempty"`
+	Failover      string   `json:"failover,omitempty"`
 	HeartbeatAge  *float64 `json:"heartbeat_age_seconds,omitempty"`
 	InFlight      uint64   `json:"in_flight"`
 	// ConfirmedCommit is the commit time of the last transaction whose every
@@ -170,6 +174,8 @@ func (s *state) snapshot() Status {
 	}
 	if s.hasHealth {
 		st.LagBytes, st.RetainedWAL, st.WALStatus, st.SafeWALSize = s.health.LagBytes, s.health.RetainedWALBytes, s.health.WALStatus, s.health.SafeWALSize
+		ready, why := s.health.FailoverReady()
+		st.FailoverReady, st.Failover = &ready, why
 	}
 	if !s.lastEventAt.IsZero() {
 		t := s.lastEventAt

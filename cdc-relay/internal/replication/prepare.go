@@ -57,12 +57,16 @@ type SlotState struct {
 	Exists           bool
 	ConfirmedFlush   LSN
 	RetainedWALBytes int64
+	// Failover is whether it is a failover slot (Postgres 17 and later).
+	Failover bool
 }
 
 // Prepared is what Prepare found and made.
 type Prepared struct {
 	Database string
-	Table    Table
+	// Version is server_version_num (170004 for 17.4).
+	Version int
+	Table   Table
 	// CommitTimestamps is track_commit_timestamp: rows can then be read back
 	// in commit order (replay, the first start's snapshot).
 	CommitTimestamps bool
@@ -83,8 +87,9 @@ type Prepared struct {
 func Prepare(ctx context.Context, conn *pgx.Conn, t Target) (Prepared, error) {
 	var p Prepared
 	var walLevel, commitTS string
-	if err := conn.QueryRow(ctx, `SELECT current_setting('wal_level'), current_database(), current_setting('track_commit_timestamp')`).
-		Scan(&walLevel, &p.Database, &commitTS); err != nil {
+	if err := conn.QueryRow(ctx, `SELECT current_setting('wal_level'), current_database(), current_setting('track_commit_timestamp'),
+			current_setting('server_version_num')::int`).
+		Scan(&walLevel, &p.Database, &commitTS, &p.Version); err != nil {
 		return Prepared{}, fmt.Errorf("read wal_level: %w", err)
 	}
 	if walLevel != "logical" {
@@ -98,7 +103,7 @@ func Prepare(ctx context.Context, conn *pgx.Conn, t Target) (Prepared, error) {
 	if p.PublicationCreated, err = EnsurePublication(ctx, conn, t, p.Table.Partitioned); err != nil {
 		return Prepared{}, err
 	}
-	if p.Slot, err = readSlot(ctx, conn, t.Slot, p.Database); err != nil {
+	if p.Slot, err = readSlot(ctx, conn, t.Slot, p.Database, p.Version); err != nil {
 		return Prepared{}, err
 	}
 	return p, nil
@@ -204,16 +209,20 @@ func EnsurePublication(ctx context.Context, conn *pgx.Conn, t Target, partitione
 // readSlot reads the slot. The checks run in an order that makes a slot
 // being created by another relay (active, with no confirmed position yet) a
 // standby's case, not a lost slot.
-func readSlot(ctx context.Context, conn *pgx.Conn, slot, db string) (SlotState, error) {
+func readSlot(ctx context.Context, conn *pgx.Conn, slot, db string, version int) (SlotState, error) {
 	var (
 		plugin, slotDB, walStatus, confirmed *string
 		retained                             *int64
-		active                               bool
+		active, failover                     bool
 		pid                                  *int32
 	)
+	failoverCol := "false"
+	if version >= FailoverVersion {
+		failoverCol = "failover"
+	}
 	err := conn.QueryRow(ctx, `SELECT plugin, database, wal_status, confirmed_flush_lsn::text,
-			(pg_current_wal_lsn() - restart_lsn)::bigint, active, active_pid
-		FROM pg_replication_slots WHERE slot_name = $1`, slot).Scan(&plugin, &slotDB, &walStatus, &confirmed, &retained, &active, &pid)
+			(pg_current_wal_lsn() - restart_lsn)::bigint, active, active_pid, `+failoverCol+`
+		FROM pg_replication_slots WHERE slot_name = $1`, slot).Scan(&plugin, &slotDB, &walStatus, &confirmed, &retained, &active, &pid, &failover)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return SlotState{}, nil
 	}
@@ -237,7 +246,7 @@ func readSlot(ctx context.Context, conn *pgx.Conn, slot, db string) (SlotState, 
 	if confirmed == nil {
 		return SlotState{}, SlotLost(slot, "it has no confirmed position", RepairHint{})
 	}
-	s := SlotState{Exists: true, RetainedWALBytes: deref(retained)}
+	s := SlotState{Exists: true, RetainedWALBytes: deref(retained), Failover: failover}
 	if s.ConfirmedFlush, err = pglogrepl.ParseLSN(*confirmed); err != nil {
 		return SlotState{}, fmt.Errorf("read replication slot %q: %w", slot, err)
 	}
@@ -296,12 +305,35 @@ func DropSlot(ctx context.Context, conn *pgx.Conn, slot string, within time.Dura
 	}
 }
 
+// FailoverVersion is the first server_version_num with failover slots.
+const FailoverVersion = 170000
+
+// WantFailover says whether the relay's slot should be a failover slot on a
+// server of version (server_version_num) under setting (auto, on, off), or
+// why it cannot be.
+func WantFailover(setting string, version int) (bool, error) {
+	switch {
+	case setting == "off":
+		return false, nil
+	case version >= FailoverVersion:
+		return true, nil
+	case setting == "on":
+		return false, fatal("CDC_RELAY_SLOT_FAILOVER=on, but failover slots need Postgres 17 or later and the server is %d.%d: "+
+			"set it to auto (or off), and see docs/operations.md, \"Failover\", for what a promotion does then", version/10000, version%10000)
+	}
+	return false, nil
+}
+
 // CreateSlotSQL creates slot with SQL (no exported snapshot): the operator's
 // `cdc-relay slot create`, which is followed by a replay. It returns the
-// slot's consistent point.
-func CreateSlotSQL(ctx context.Context, conn *pgx.Conn, slot string) (LSN, error) {
+// slot's consistent point. failover needs Postgres 17.
+func CreateSlotSQL(ctx context.Context, conn *pgx.Conn, slot string, failover bool) (LSN, error) {
 	var lsn string
-	if err := conn.QueryRow(ctx, `SELECT lsn::text FROM pg_create_logical_replication_slot($1, 'pgoutput')`, slot).Scan(&lsn); err != nil {
+	q := `SELECT lsn::text FROM pg_create_logical_replication_slot($1, 'pgoutput')`
+	if failover {
+		q = `SELECT lsn::text FROM pg_create_logical_replication_slot($1, 'pgoutput', false, false, true)`
+	}
+	if err := conn.QueryRow(ctx, q, slot).Scan(&lsn); err != nil {
 		return 0, fmt.Errorf("create replication slot %q: %w", slot, err)
 	}
 	return pglogrepl.ParseLSN(lsn)

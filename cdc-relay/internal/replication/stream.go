@@ -86,11 +86,15 @@ type CreatedSlot struct {
 // the stream will not carry: the relay publishes them before streaming.
 // Postgres waits for transactions running at the call to end before it
 // reaches the consistent point.
-func (s *Stream) CreateSlot(ctx context.Context, slot string) (CreatedSlot, error) {
-	res, err := pglogrepl.CreateReplicationSlot(ctx, s.conn, slot, "pgoutput", pglogrepl.CreateReplicationSlotOptions{
-		Mode:           pglogrepl.LogicalReplication,
-		SnapshotAction: "EXPORT_SNAPSHOT",
-	})
+// With failover (Postgres 17 and later) it is a failover slot, synchronised
+// to standbys that have sync_replication_slots on.
+func (s *Stream) CreateSlot(ctx context.Context, slot string, failover bool) (CreatedSlot, error) {
+	// The option list is Postgres 15's syntax; 14 knows only the keyword.
+	sql := fmt.Sprintf("CREATE_REPLICATION_SLOT %s LOGICAL pgoutput EXPORT_SNAPSHOT", slot)
+	if failover {
+		sql = fmt.Sprintf("CREATE_REPLICATION_SLOT %s LOGICAL pgoutput (SNAPSHOT 'export', FAILOVER true)", slot)
+	}
+	res, err := pglogrepl.ParseCreateReplicationSlot(s.conn.Exec(ctx, sql))
 	if err != nil {
 		var pgErr *pgconn.PgError
 		if errors.As(err, &pgErr) && pgErr.Code == "42710" {
@@ -103,6 +107,15 @@ func (s *Stream) CreateSlot(ctx context.Context, slot string) (CreatedSlot, erro
 		return CreatedSlot{}, fmt.Errorf("create replication slot %q: %w", slot, err)
 	}
 	return CreatedSlot{ConsistentPoint: lsn, Snapshot: res.SnapshotName}, nil
+}
+
+// SetFailover makes an existing slot a failover slot (Postgres 17 and
+// later). The slot must not be streaming.
+func (s *Stream) SetFailover(ctx context.Context, slot string) error {
+	if _, err := s.conn.Exec(ctx, fmt.Sprintf("ALTER_REPLICATION_SLOT %s (FAILOVER true)", slot)).ReadAll(); err != nil {
+		return fmt.Errorf("make slot %q a failover slot: %w", slot, err)
+	}
+	return nil
 }
 
 // Start starts streaming the slot from start with pgoutput protocol version

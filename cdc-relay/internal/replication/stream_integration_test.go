@@ -88,7 +88,7 @@ func TestStreamWritesHaveDeadlines(t *testing.T) {
 	}
 	s, err := openConfig(ctx, cfg)
 	require.NoError(t, err)
-	created, err := s.CreateSlot(ctx, target.Slot)
+	created, err := s.CreateSlot(ctx, target.Slot, false)
 	require.NoError(t, err)
 	require.NoError(t, s.Start(ctx, target, created.ConsistentPoint))
 	require.NoError(t, s.SendStatus(ctx, created.ConsistentPoint, created.ConsistentPoint, false))

@@ -149,7 +149,7 @@ func TestFailoverKeepsTheSlotOnPostgres17(t *testing.T) {
 	relaytest.Record(t, relaytest.Fault{Order: 85, Fault: "Postgres 17 failover (failover slot)",
 		Setup:   "primary stopped -m immediate under 4 writers, standby promoted; writers and relay follow the multi-host URL",
 		Figures: fig, Recovery: took, Bound: fmt.Sprintf("≤ window + transaction (%d)", window+maxTxn),
-		Note:    "recovery is from the promotion to the relay streaming from the new primary"})
+		Note: "recovery is from the promotion to the relay streaming from the new primary"})
 }
 
 // TestFailoverOnPostgres15StopsWithTheRepair: before Postgres 17 no slot
@@ -177,5 +177,5 @@ func TestFailoverOnPostgres15StopsWithTheRepair(t *testing.T) {
 	relaytest.Record(t, relaytest.Fault{Order: 86, Fault: "Postgres 15 failover (no failover slots)",
 		Setup:   "primary stopped -m immediate under 4 writers, standby promoted",
 		Figures: relaytest.Figures{Written: 4 * f.perWriter}, Bound: "–",
-		Note:    "the relay stops with the lost-slot repair (slot create, replay --since) rather than create a slot past the rows"})
+		Note: "the relay stops with the lost-slot repair (slot create, replay --since) rather than create a slot past the rows"})
 }

@@ -471,7 +471,11 @@ func TestEvaluateFailover(t *testing.T) {
 			LevelError, "standby db2:5432", "is not on the standby", ""},
 		{"slot still temporary", func() Facts { f := ready(); f.Failover.Standbys[0].SlotTemporary = true; return f },
 			LevelWarn, "standby db2:5432", "still temporary", ""},
-		{"standby unreachable", func() Facts { f := ready(); f.Failover.Standbys[0] = StandbyFacts{Host: "db2:5432", Err: "refused"}; return f },
+		{"standby unreachable", func() Facts {
+			f := ready()
+			f.Failover.Standbys[0] = StandbyFacts{Host: "db2:5432", Err: "refused"}
+			return f
+		},
 			LevelWarn, "standby db2:5432", "could not read the standby: refused", ""},
 	}
 	for _, tt := range tests {

@@ -243,12 +243,20 @@ func CollectThrough(t testing.TB, amqpURL, queue string) *Collector {
 	return c
 }
 
+// consume reads queue with manual acks, a message acked once recorded: with
+// automatic acks the broker counts what it wrote to the socket as
+// delivered, and a broker restart would lose what the test had not read
+// yet. A redelivery of a message already recorded is the broker's, not the
+// relay's, and is not recorded again.
 func (c *Collector) consume(ctx context.Context, conn *amqp.Connection, queue string) {
 	ch, err := conn.Channel()
 	if err != nil {
 		return
 	}
-	deliveries, err := ch.Consume(queue, "", true, false, false, false, nil)
+	if err := ch.Qos(500, 0, false); err != nil {
+		return
+	}
+	deliveries, err := ch.Consume(queue, "", false, false, false, false, nil)
 	if err != nil {
 		return
 	}
@@ -260,9 +268,23 @@ func (c *Collector) consume(ctx context.Context, conn *amqp.Connection, queue st
 			if !ok {
 				return
 			}
-			c.add(d)
+			if !(d.Redelivered && c.has(d.MessageId)) {
+				c.add(d)
+			}
+			_ = d.Ack(false)
 		}
 	}
+}
+
+func (c *Collector) has(id string) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for i := len(c.msgs) - 1; i >= 0; i-- {
+		if c.msgs[i].MessageId == id {
+			return true
+		}
+	}
+	return false
 }
 
 func (c *Collector) add(d amqp.Delivery) {

@@ -19,7 +19,7 @@ CMD_DIRS := $(wildcard cdc-relay/cmd services)
 # Whether a Docker engine answers (not just the docker client).
 DOCKER_ANSWERS := timeout 5 docker info >/dev/null 2>&1
 
-.PHONY: help build test test-matrix test-short lint services-up reliability
+.PHONY: help build test test-matrix test-short lint services-up reliability chaos
 
 include deploy/demo.mk
 include deploy/bench.mk
@@ -34,6 +34,7 @@ help:
 	@echo 'make test-matrix  the relay suite on Postgres 14, 16, 17 and 18 (part of make test; PG_MATRIX picks)'
 	@echo 'make bench        benchmarks (tests/bench): relay vs the machine and a polling relay; writes docs/benchmarks.md'
 	@echo 'make reliability  the fault tests, once, writing what each fault costs to docs/reliability.md'
+	@echo 'make chaos        the whole system under a long seeded fault schedule (ORDERS, FAULTS, SEED); figures to docs/reliability.md'
 	@echo 'make lint         gofmt and go vet'
 	@echo 'make services-up  install and start Postgres and RabbitMQ from Debian packages (root)'
 
@@ -89,9 +90,21 @@ reliability:
 	@$(WITH_SERVICES); \
 	out="$(CURDIR)/tmp/reliability.jsonl"; mkdir -p tmp; rm -f "$$out"; \
 	set -x; \
-	SAGA_RELIABILITY_OUT="$$out" $(GO) test -count=1 -timeout 20m -run '^($(RELIABILITY_TESTS))$$' ./cdc-relay/internal/relay/ ./tests/relay/; \
-	$(GO) run ./tests/reliability "$$out" > docs/reliability.md.new; \
-	mv docs/reliability.md.new docs/reliability.md
+	SAGA_RELIABILITY_OUT="$$out" $(GO) test -count=1 -timeout 30m -run '^($(RELIABILITY_TESTS)|TestChaos)$$' ./cdc-relay/internal/relay/ ./tests/relay/ ./tests/chaos/; \
+	$(GO) run ./tests/reliability -figures docs/reliability-figures.jsonl -new "$$out" -out docs/reliability.md
+
+# The long chaos run: SEED and ORDERS and FAULTS pick it (SEED defaults to the
+# clock, printed; SAGA_CHAOS_SEED=<it> replays a run). Its figures go to the
+# saga section of docs/reliability.md.
+ORDERS ?= 3000
+FAULTS ?= 30
+chaos:
+	@$(WITH_SERVICES); \
+	out="$(CURDIR)/tmp/chaos.jsonl"; mkdir -p tmp; rm -f "$$out"; \
+	set -x; \
+	SAGA_RELIABILITY_OUT="$$out" SAGA_CHAOS_ORDERS=$(ORDERS) SAGA_CHAOS_FAULTS=$(FAULTS) $(if $(SEED),SAGA_CHAOS_SEED=$(SEED)) \
+		$(GO) test -count=1 -v -timeout 90m -run '^TestChaos$$' ./tests/chaos/ | grep -v '^=== '; \
+	$(GO) run ./tests/reliability -figures docs/reliability-figures.jsonl -new "$$out" -out docs/reliability.md
 
 test-short:
 	$(GO) test -short ./...

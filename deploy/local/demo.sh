@@ -3,7 +3,8 @@
 # without Docker (design §7, §8; `make demo` calls it when no Docker engine
 # answers):
 #
-#   bash deploy/local/demo.sh up       start it all and print the URLs
+#   bash deploy/local/demo.sh up       start what does not run (all of it the first time), print the URLs
+#   bash deploy/local/demo.sh restart NAME   restart one process (order, relay-stock, gateway, ...)
 #   bash deploy/local/demo.sh down     stop it all (Postgres and RabbitMQ keep running)
 #   bash deploy/local/demo.sh status   what runs, and whether it is ready
 #   bash deploy/local/demo.sh purge    down, then drop the demo's databases and slots
@@ -35,7 +36,13 @@
 #                        (<name>) and queues (<name>.order.v1, ...), so that
 #                        it shares a broker with nothing
 #   SAGA_DEMO_HOST       address the processes listen on (default 127.0.0.1;
-#                        0.0.0.0 to reach the demo from other machines)
+#                        0.0.0.0 to reach the demo from other machines); the
+#                        health checks and the gateway connect to it too
+#   SAGA_DEMO_PORT_OFFSET  added to every port above (default 0), to run a
+#                        second demo beside the first
+#   SAGA_DEMO_AMQP_URL_<PROCESS>  the broker URL of one process (PROCESS in
+#                        upper case, - as _: SAGA_DEMO_AMQP_URL_RELAY_STOCK),
+#                        such as a proxy a fault test cuts
 #   SAGA_DEMO_PG_URL     a Postgres server URL (wal_level=logical, a role that
 #                        may create databases and replication slots) and
 #   SAGA_DEMO_AMQP_URL   a RabbitMQ URL; with both set, ensure-services.sh is
@@ -53,9 +60,27 @@ RUN=$STATE/run
 LOG=$STATE/log
 
 readonly SERVICES=(order stock payment)
-declare -A SERVICE_PORT=([order]=8000 [stock]=8001 [payment]=8002)
-declare -A RELAY_PORT=([order]=9401 [stock]=9402 [payment]=9403)
-readonly GATEWAY_PORT=8080
+# Every port of the demo, in one place.
+OFFSET=${SAGA_DEMO_PORT_OFFSET:-0}
+[[ "$OFFSET" =~ ^[0-9]{1,5}$ ]] && ((OFFSET < 50000)) || { echo "demo: SAGA_DEMO_PORT_OFFSET=$OFFSET: want a whole number below 50000" >&2; exit 2; }
+declare -A PORT=(
+	[order]=$((8000 + OFFSET)) [stock]=$((8001 + OFFSET)) [payment]=$((8002 + OFFSET))
+	[relay-order]=$((9401 + OFFSET)) [relay-stock]=$((9402 + OFFSET)) [relay-payment]=$((9403 + OFFSET))
+	[gateway]=$((8080 + OFFSET))
+)
+# Where the health checks and the gateway reach the processes: the address
+# they listen on, or loopback when they listen on every address.
+case "$HOST" in
+0.0.0.0 | "::" | "[::]") CONNECT_HOST=127.0.0.1 ;;
+*) CONNECT_HOST=$HOST ;;
+esac
+[[ "$CONNECT_HOST" == *:* ]] && CONNECT_HOST="[$CONNECT_HOST]"
+# What the printed URLs name: localhost where the demo is on loopback or
+# every address.
+case "$CONNECT_HOST" in
+127.0.0.1) DISPLAY_HOST=localhost ;;
+*) DISPLAY_HOST=$CONNECT_HOST ;;
+esac
 # Start order; down goes the other way round (gateway first, relays last, so
 # that the relays carry what the services wrote before they stopped).
 readonly PROCESSES=(order stock payment relay-order relay-stock relay-payment gateway)
@@ -110,31 +135,39 @@ running() {
 	[[ "$exe" == "$BIN/"* ]]
 }
 
-port_of() {
-	case $1 in
-	relay-*) printf '%s' "${RELAY_PORT[${1#relay-}]}" ;;
-	gateway) printf '%s' "$GATEWAY_PORT" ;;
-	*) printf '%s' "${SERVICE_PORT[$1]}" ;;
-	esac
-}
+port_of() { printf '%s' "${PORT[$1]}"; }
+
+# url_of NAME: where NAME answers; display_url NAME: the same for people.
+url_of() { printf 'http://%s:%s' "$CONNECT_HOST" "$(port_of "$1")"; }
+display_url() { printf 'http://%s:%s' "$DISPLAY_HOST" "$(port_of "$1")"; }
 
 health_url() {
 	case $1 in
-	gateway) printf 'http://127.0.0.1:%s/relays/' "$GATEWAY_PORT" ;;
-	*) printf 'http://127.0.0.1:%s/readyz' "$(port_of "$1")" ;;
+	gateway) printf '%s/relays/' "$(url_of gateway)" ;;
+	*) printf '%s/readyz' "$(url_of "$1")" ;;
 	esac
 }
 
-port_busy() { timeout 2 bash -c "exec 3<>/dev/tcp/127.0.0.1/$1" 2>/dev/null; }
+port_busy() { timeout 2 bash -c "exec 3<>/dev/tcp/${CONNECT_HOST//[\[\]]/}/$1" 2>/dev/null; }
 
+# check_ports NAME...: the ports of processes about to start are free.
 check_ports() {
 	local p port busy=()
-	for p in "${PROCESSES[@]}"; do
+	for p in "$@"; do
 		port=$(port_of "$p")
 		port_busy "$port" && busy+=("$port ($p)")
 	done
 	((${#busy[@]} == 0)) && return 0
-	die "ports in use by another program: ${busy[*]}; the demo needs 8000-8002, 8080 and 9401-9403 (find the owner: ss -ltnp | grep -E ':(800[0-2]|8080|940[1-3])\\b')"
+	local all=() q
+	for q in "${PROCESSES[@]}"; do all+=("$(port_of "$q")"); done
+	die "ports in use by another program: ${busy[*]}; the demo needs ${all[*]} (find the owner: ss -ltnp; SAGA_DEMO_PORT_OFFSET moves them all)"
+}
+
+# amqp_url_of NAME: the broker URL of process NAME.
+amqp_url_of() {
+	local var=SAGA_DEMO_AMQP_URL_${1^^}
+	var=${var//-/_}
+	printf '%s' "${!var:-$AMQP_URL}"
 }
 
 psql_at() { psql -X -q -w -v ON_ERROR_STOP=1 -At "$@" </dev/null; }
@@ -165,8 +198,8 @@ service_env() {
 	local svc=$1
 	printf '%s\n' \
 		"DATABASE_URL=$(db_url "$PG_URL" "${NAME}_$svc")" \
-		"AMQP_URL=$AMQP_URL" \
-		"HTTP_ADDR=$HOST:${SERVICE_PORT[$svc]}" \
+		"AMQP_URL=$(amqp_url_of "$svc")" \
+		"HTTP_ADDR=$HOST:$(port_of "$svc")" \
 		"SAGA_EXCHANGE=$EXCHANGE" \
 		"SAGA_QUEUE_PREFIX=$QUEUE_PREFIX" \
 		"LOG_FORMAT=json"
@@ -176,18 +209,18 @@ relay_env() {
 	local svc=$1
 	printf '%s\n' \
 		"CDC_RELAY_DATABASE_URL=$(db_url "$PG_URL" "${NAME}_$svc")" \
-		"CDC_RELAY_AMQP_URL=$AMQP_URL" \
+		"CDC_RELAY_AMQP_URL=$(amqp_url_of "relay-$svc")" \
 		"CDC_RELAY_SLOT=${NAME}_$svc" \
 		"CDC_RELAY_EXCHANGE=$EXCHANGE" \
-		"CDC_RELAY_HTTP_ADDR=$HOST:${RELAY_PORT[$svc]}" \
+		"CDC_RELAY_HTTP_ADDR=$HOST:$(port_of "relay-$svc")" \
 		"CDC_RELAY_LOG_FORMAT=json"
 }
 
 gateway_env() {
 	printf '%s\n' \
-		"GATEWAY_ADDR=$HOST:$GATEWAY_PORT" \
-		"GATEWAY_ROUTES=order=http://127.0.0.1:8000,stock=http://127.0.0.1:8001,payment=http://127.0.0.1:8002" \
-		"GATEWAY_RELAYS=order=http://127.0.0.1:9401,stock=http://127.0.0.1:9402,payment=http://127.0.0.1:9403"
+		"GATEWAY_ADDR=$HOST:$(port_of gateway)" \
+		"GATEWAY_ROUTES=order=$(url_of order),stock=$(url_of stock),payment=$(url_of payment)" \
+		"GATEWAY_RELAYS=order=$(url_of relay-order),stock=$(url_of relay-stock),payment=$(url_of relay-payment)"
 }
 
 # env_of NAME: the environment lines of a process.
@@ -244,59 +277,83 @@ wait_ready() {
 }
 
 print_urls() {
+	local gw
+	gw=$(display_url gateway)
 	cat <<EOF
 
 The saga demo runs (state in $STATE, logs in $LOG).
 
-  Dashboard          http://localhost:8080/
-  API (gateway)      http://localhost:8080
-    orders           http://localhost:8080/order/api/v1/orders/
-    stocks           http://localhost:8080/stock/api/v1/stocks/
-    reservations     http://localhost:8080/stock/api/v1/reservations/
-    payments         http://localhost:8080/payment/api/v1/payments/
-    relay status     http://localhost:8080/relays/order/status  (also stock, payment)
-  Services           http://localhost:8000  http://localhost:8001  http://localhost:8002
-  Relays (metrics)   http://localhost:9401/metrics  :9402  :9403
+  Dashboard          $gw/
+  API (gateway)      $gw
+    orders           $gw/order/api/v1/orders/
+    stocks           $gw/stock/api/v1/stocks/
+    reservations     $gw/stock/api/v1/reservations/
+    payments         $gw/payment/api/v1/payments/
+    relay status     $gw/relays/order/status  (also stock, payment)
+  Services           $(display_url order)  $(display_url stock)  $(display_url payment)
+  Relays (metrics)   $(display_url relay-order)/metrics  :$(port_of relay-stock)  :$(port_of relay-payment)
   Postgres           $(db_url "$PG_URL" "${NAME}_order") (and ${NAME}_stock, ${NAME}_payment)
   RabbitMQ           ${AMQP_URL/\/\/guest:guest@/\/\/guest:***@} (guest/guest; exchange $EXCHANGE)
 
 Try:
-  curl -s -X POST http://localhost:8080/order/api/v1/orders/ -H 'Content-Type: application/json' \\
+  curl -s -X POST $gw/order/api/v1/orders/ -H 'Content-Type: application/json' \\
        -d '{"customer_id": 1, "product_id": 1, "amount": 1, "quantity": 1}'
-  curl -s http://localhost:8080/order/api/v1/orders/
+  curl -s $gw/order/api/v1/orders/
 
 Stop with: make demo-down
 EOF
 }
 
+# up starts what does not run, in order, and leaves what runs alone (as
+# `docker compose up` does): the first time all of it; after a crash, the
+# process that died.
 up() {
 	mkdir -p "$BIN" "$RUN" "$LOG"
-	local p ours=0
-	for p in "${PROCESSES[@]}"; do running "$p" && ours=$((ours + 1)); done
-	if ((ours == ${#PROCESSES[@]})); then
+	local p missing=()
+	for p in "${PROCESSES[@]}"; do running "$p" || missing+=("$p"); done
+	if ((${#missing[@]} == 0)); then
 		log "already running"
 		resolve_servers
 		print_urls
 		return 0
 	fi
-	if ((ours > 0)); then
-		log "some demo processes run, some do not: restarting them all"
-		down
-	fi
-	check_ports
+	((${#missing[@]} < ${#PROCESSES[@]})) && log "starting what does not run: ${missing[*]}"
+	check_ports "${missing[@]}"
 	resolve_servers
 	create_databases
 	build
 	migrate
 	# The services first: they declare the exchange and all queues, so the
 	# relays' mandatory publishes are routable from their first message.
-	for p in "${SERVICES[@]}"; do start "$p"; done
-	wait_ready "${SERVICES[@]}" || { down; die "the services did not start"; }
-	for p in "${SERVICES[@]}"; do start "relay-$p"; done
-	wait_ready relay-order relay-stock relay-payment || { down; die "the relays did not start"; }
-	start gateway
-	wait_ready gateway || { down; die "the gateway did not start"; }
+	local group started
+	for group in "order stock payment" "relay-order relay-stock relay-payment" "gateway"; do
+		started=()
+		for p in $group; do
+			running "$p" && continue
+			start "$p"
+			started+=("$p")
+		done
+		((${#started[@]} == 0)) && continue
+		wait_ready "${started[@]}" || die "${started[*]} did not become ready (the processes that run were left alone; make demo-down stops them)"
+	done
 	print_urls
+}
+
+# restart NAME stops one process (SIGTERM, so it drains) and starts it again.
+restart() {
+	local name=$1 p known=0
+	for p in "${PROCESSES[@]}"; do [[ "$p" == "$name" ]] && known=1; done
+	((known)) || die "restart: no process $name (one of: ${PROCESSES[*]})"
+	mkdir -p "$BIN" "$RUN" "$LOG"
+	stop_one "$name"
+	resolve_servers
+	local cmd
+	mapfile -t cmd < <(cmd_of "$name")
+	[[ -x "${cmd[0]}" && -x "$BIN/healthprobe" ]] || build
+	check_ports "$name"
+	start "$name"
+	wait_ready "$name" || die "$name did not become ready"
+	log "restarted $name"
 }
 
 stop_one() {
@@ -364,6 +421,10 @@ status() {
 
 case "${1:-}" in
 up) up ;;
+restart)
+	[[ $# == 2 ]] || { echo "usage: bash deploy/local/demo.sh restart NAME" >&2; exit 2; }
+	restart "$2"
+	;;
 down) down ;;
 purge) purge ;;
 status) status ;;
@@ -376,7 +437,7 @@ env)
 	printf "export SAGA_DEMO_DIR='%s'\n" "$STATE"
 	;;
 *)
-	echo "usage: bash deploy/local/demo.sh up|down|status|purge|logs|env" >&2
+	echo "usage: bash deploy/local/demo.sh up|restart NAME|down|status|purge|logs|env" >&2
 	exit 2
 	;;
 esac

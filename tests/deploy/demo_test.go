@@ -100,6 +100,14 @@ func TestDemoEndToEnd(t *testing.T) {
 			t.Errorf("GET %s: no payment_confirmed entry: %s", path, raw)
 		}
 	}
+	checkRelays(t, client, gw, name, true)
+	upStartsOnlyWhatIsMissing(t, d, client, gw)
+}
+
+// checkRelays checks each relay's status through the gateway: its slot,
+// ready, and with events, that it published.
+func checkRelays(t *testing.T, client *http.Client, gw, name string, events bool) {
+	t.Helper()
 	for _, r := range []string{"order", "stock", "payment"} {
 		var st struct {
 			Slot            string `json:"slot"`
@@ -111,7 +119,7 @@ func TestDemoEndToEnd(t *testing.T) {
 			t.Errorf("/relays/%s/status: %v: %s", r, err, raw)
 			continue
 		}
-		if st.Slot != name+"_"+r || !st.Ready || st.EventsPublished == 0 {
+		if st.Slot != name+"_"+r || !st.Ready || events && st.EventsPublished == 0 {
 			t.Errorf("/relays/%s/status: %s", r, raw)
 		}
 	}
@@ -123,6 +131,23 @@ type demo struct {
 	name string
 	// started is when `make demo` began.
 	started time.Time
+	// root, env and state run demo.sh on this demo again.
+	root, state string
+	env         []string
+}
+
+// pids reads the demo's pid files.
+func (d *demo) pids(t *testing.T) map[string]string {
+	t.Helper()
+	out := map[string]string{}
+	for _, p := range []string{"order", "stock", "payment", "relay-order", "relay-stock", "relay-payment", "gateway"} {
+		b, err := os.ReadFile(filepath.Join(d.state, "run", p+".pid"))
+		if err != nil {
+			t.Fatalf("pid of %s: %v", p, err)
+		}
+		out[p] = strings.TrimSpace(string(b))
+	}
+	return out
 }
 
 // startDemo runs `make demo` without Docker under a random demo name, and
@@ -199,7 +224,7 @@ func startDemo(t *testing.T) *demo {
 		t.Errorf("make demo did not print the gateway URL:\n%s", out)
 	}
 	t.Logf("make demo took %s", time.Since(start).Round(time.Second))
-	return &demo{name: name, started: start}
+	return &demo{name: name, started: start, root: root, state: state, env: env}
 }
 
 // demoMakeArgs runs the demo targets through the Makefile when it includes
@@ -333,5 +358,78 @@ func dropDemo(t *testing.T, pgURL, amqpURL, name string) {
 	}
 	if err := ch.ExchangeDelete(name, false, false); err != nil {
 		t.Errorf("cleanup: delete exchange %s: %v", name, err)
+	}
+}
+
+// upStartsOnlyWhatIsMissing kills one relay: `demo.sh up` starts it again and
+// leaves the six other processes running (their pids do not change), and
+// the gateway answers throughout; `demo.sh restart order` restarts the order
+// service alone.
+func upStartsOnlyWhatIsMissing(t *testing.T, d *demo, client *http.Client, gw string) {
+	t.Helper()
+	stop := make(chan struct{})
+	failures := make(chan string, 1000)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			select {
+			case <-stop:
+				return
+			case <-time.After(50 * time.Millisecond):
+			}
+			resp, err := client.Get(gw + "/stock/api/v1/stocks/")
+			if err != nil {
+				failures <- err.Error()
+				continue
+			}
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusOK {
+				failures <- resp.Status
+			}
+		}
+	}()
+	before := d.pids(t)
+	if out, err := command(d.root, d.env, "kill", "-KILL", before["relay-stock"]); err != nil {
+		t.Fatalf("kill relay-stock: %v %s", err, out)
+	}
+	time.Sleep(200 * time.Millisecond)
+	out, err := command(d.root, d.env, "bash", "deploy/local/demo.sh", "up")
+	if err != nil {
+		t.Fatalf("demo.sh up after a crash: %v\n%s", err, out)
+	}
+	if !strings.Contains(string(out), "starting what does not run: relay-stock") {
+		t.Errorf("demo.sh up did not say what it starts:\n%s", out)
+	}
+	after := d.pids(t)
+	for p, pid := range before {
+		switch {
+		case p == "relay-stock" && after[p] == pid:
+			t.Errorf("relay-stock was not started again (pid %s)", pid)
+		case p != "relay-stock" && after[p] != pid:
+			t.Errorf("%s was restarted (pid %s, now %s): up must leave running processes alone", p, pid, after[p])
+		}
+	}
+	checkRelays(t, client, gw, d.name, false)
+
+	out, err = command(d.root, d.env, "bash", "deploy/local/demo.sh", "restart", "order")
+	if err != nil {
+		t.Fatalf("demo.sh restart order: %v\n%s", err, out)
+	}
+	again := d.pids(t)
+	for p, pid := range after {
+		if (p == "order") == (again[p] == pid) {
+			t.Errorf("after restart order: %s pid %s, now %s", p, pid, again[p])
+		}
+	}
+	close(stop)
+	<-done
+	close(failures)
+	var failed []string
+	for f := range failures {
+		failed = append(failed, f)
+	}
+	if len(failed) > 0 {
+		t.Errorf("the gateway failed %d time(s) while one process was restarted: %v", len(failed), failed[0])
 	}
 }

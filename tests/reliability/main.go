@@ -1,14 +1,20 @@
-// Command reliability renders the figures the fault tests recorded (one
-// JSON object per line, see relaytest.Record) as docs/reliability.md:
+// Command reliability renders the figures the fault tests and the chaos
+// test recorded (one JSON object per line, see relaytest.Record and
+// RecordSaga) as docs/reliability.md:
 //
-//	go run ./tests/reliability tmp/reliability.jsonl > docs/reliability.md
+//	go run ./tests/reliability -figures docs/reliability-figures.jsonl -new tmp/reliability.jsonl -out docs/reliability.md
 //
-// `make reliability` runs the tests and this in one go.
+// The figures file keeps every run's lines, so that `make reliability` (the
+// fault tests and a short chaos run) and `make chaos` (a long one) each
+// replace only their own: lines of a kind present in -new replace those of
+// that kind in -figures (faults, or chaos runs of that size).
 package main
 
 import (
 	"bufio"
+	"bytes"
 	"encoding/json"
+	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -20,53 +26,140 @@ import (
 )
 
 func main() {
-	if len(os.Args) != 2 {
-		fmt.Fprintln(os.Stderr, "usage: reliability <figures.jsonl>")
-		os.Exit(2)
-	}
-	if err := run(os.Args[1], os.Stdout, time.Now()); err != nil {
+	figures := flag.String("figures", "docs/reliability-figures.jsonl", "the figures kept so far (updated)")
+	fresh := flag.String("new", "", "the lines a test run just recorded")
+	out := flag.String("out", "docs/reliability.md", "the page to write")
+	flag.Parse()
+	if err := run(*figures, *fresh, *out, time.Now()); err != nil {
 		fmt.Fprintln(os.Stderr, "reliability:", err)
 		os.Exit(1)
 	}
 }
 
-func run(path string, w io.Writer, now time.Time) error {
+// record is one line: a fault row or a chaos run.
+type record struct {
+	raw   json.RawMessage
+	fault *relaytest.Fault
+	saga  *relaytest.Saga
+}
+
+// key is what a newer line replaces: every fault row, or the chaos runs of
+// one size class (short: the default of make test; long: make chaos).
+func (r record) key() string {
+	if r.saga != nil {
+		if r.saga.Orders >= 1000 {
+			return "saga-long"
+		}
+		return "saga-short"
+	}
+	return "fault"
+}
+
+func read(path string) ([]record, error) {
 	f, err := os.Open(path)
+	if os.IsNotExist(err) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	var out []record
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for n := 1; sc.Scan(); n++ {
+		line := bytes.TrimSpace(sc.Bytes())
+		if len(line) == 0 {
+			continue
+		}
+		var kind struct{ Kind string }
+		if err := json.Unmarshal(line, &kind); err != nil {
+			return nil, fmt.Errorf("%s:%d: %w", path, n, err)
+		}
+		r := record{raw: append(json.RawMessage(nil), line...)}
+		if kind.Kind == "saga" {
+			r.saga = &relaytest.Saga{}
+			err = json.Unmarshal(line, r.saga)
+		} else {
+			r.fault = &relaytest.Fault{}
+			err = json.Unmarshal(line, r.fault)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("%s:%d: %w", path, n, err)
+		}
+		out = append(out, r)
+	}
+	return out, sc.Err()
+}
+
+func run(figuresPath, freshPath, outPath string, now time.Time) error {
+	kept, err := read(figuresPath)
 	if err != nil {
 		return err
 	}
-	defer f.Close()
+	if freshPath != "" {
+		fresh, err := read(freshPath)
+		if err != nil {
+			return err
+		}
+		if len(fresh) == 0 {
+			return fmt.Errorf("%s holds no figures: did the tests run with %s set?", freshPath, relaytest.EnvReliabilityOut)
+		}
+		replaced := map[string]bool{}
+		for _, r := range fresh {
+			replaced[r.key()] = true
+		}
+		var merged []record
+		for _, r := range kept {
+			if !replaced[r.key()] {
+				merged = append(merged, r)
+			}
+		}
+		kept = append(merged, fresh...)
+		var b bytes.Buffer
+		for _, r := range kept {
+			b.Write(r.raw)
+			b.WriteByte('\n')
+		}
+		if err := os.WriteFile(figuresPath, b.Bytes(), 0o644); err != nil {
+			return err
+		}
+	}
 	var faults []relaytest.Fault
-	sc := bufio.NewScanner(f)
-	for n := 1; sc.Scan(); n++ {
-		if strings.TrimSpace(sc.Text()) == "" {
-			continue
+	var sagas []relaytest.Saga
+	for _, r := range kept {
+		if r.fault != nil {
+			faults = append(faults, *r.fault)
+		} else {
+			sagas = append(sagas, *r.saga)
 		}
-		var r relaytest.Fault
-		if err := json.Unmarshal(sc.Bytes(), &r); err != nil {
-			return fmt.Errorf("%s:%d: %w", path, n, err)
-		}
-		faults = append(faults, r)
 	}
-	if err := sc.Err(); err != nil {
-		return err
-	}
-	if len(faults) == 0 {
-		return fmt.Errorf("%s holds no figures: did the fault tests run with %s set?", path, relaytest.EnvReliabilityOut)
+	if len(faults) == 0 && len(sagas) == 0 {
+		return fmt.Errorf("no figures in %s", figuresPath)
 	}
 	sort.SliceStable(faults, func(i, j int) bool { return faults[i].Order < faults[j].Order })
-	return render(w, faults, now)
+	sort.SliceStable(sagas, func(i, j int) bool { return sagas[i].Orders < sagas[j].Orders })
+	var page bytes.Buffer
+	if err := render(&page, faults, sagas, now); err != nil {
+		return err
+	}
+	return os.WriteFile(outPath, page.Bytes(), 0o644)
 }
 
-func render(w io.Writer, faults []relaytest.Fault, now time.Time) error {
+func render(w io.Writer, faults []relaytest.Fault, sagas []relaytest.Saga, now time.Time) error {
 	var b strings.Builder
 	fmt.Fprintf(&b, `# Reliability: what each fault costs
 
-Generated by `+"`make reliability`"+` on %s from one run of the fault tests: each row is
-what one test drove and measured, against real Postgres and RabbitMQ (the server faults on a
-Postgres and a RabbitMQ node of the test's own). Every test asserts what its row shows: 0 rows
-lost, 0 rows out of commit order per writer, duplicates within the bound, and, for the server
-faults, the relay streaming again within 3 s of the server's return.
+Regenerated by `+"`make reliability`"+` (the fault tests and a short chaos run) and `+"`make chaos`"+`
+(a long chaos run) on %s, from the figures each test recorded in its run
+(docs/reliability-figures.jsonl). Every test asserts what its row shows.
+
+## Faults of the relay
+
+Each row is what one test drove and measured, against real Postgres and RabbitMQ (the server
+faults on a Postgres and a RabbitMQ node of the test's own). Each asserts 0 rows lost, 0 rows out
+of commit order per writer, duplicates within the bound, and, for the server faults, the relay
+streaming again within 3 s of the server's return.
 
 - **Lost**: rows committed by the writers that never reached the queue.
 - **Order violations**: a writer's row that first arrived after a later row of the same writer.
@@ -87,17 +180,62 @@ faults, the relay streaming again within 3 s of the server's return.
 		}
 		fmt.Fprintf(&b, "| %s | %s | %d | %d | %d | %d (%s) | %s |\n", f.Fault, f.Setup, f.Written, f.Lost, f.OrderViolations, f.Duplicates, f.Bound, rec)
 	}
-	b.WriteString("\nNotes:\n\n")
-	for _, f := range faults {
-		if f.Note != "" {
-			fmt.Fprintf(&b, "- *%s*: %s.\n", f.Fault, f.Note)
+	if len(faults) > 0 {
+		b.WriteString("\nNotes:\n\n")
+		for _, f := range faults {
+			if f.Note != "" {
+				fmt.Fprintf(&b, "- *%s*: %s.\n", f.Fault, f.Note)
+			}
+		}
+	}
+	if len(sagas) > 0 {
+		b.WriteString(`
+## The saga under chaos
+
+` + "`TestChaos`" + ` (tests/chaos) runs the whole system as processes (deploy/local/demo.sh on a Postgres
+and a RabbitMQ of its own: three services, three relays, the gateway), places orders through the
+gateway (about 60 % that should confirm, 20 % denied payment, 20 % out of stock, on six products,
+one of them short), and meanwhile a seeded schedule SIGKILLs and SIGTERMs each service and each
+relay (restarted after a random delay by ` + "`demo.sh up`" + `), restarts the broker and Postgres, cuts
+one relay's broker connection and stalls a service (SIGSTOP) for longer than its prefetch. Once
+the system settles it checks every invariant: each order in an end state its scenario allows,
+its reservation and payment agreeing, stock conserved and never negative, at most one payment and
+only for a reserved order, every outbox message in its consumer's inbox, no dead letters, every
+slot at the WAL's end and no slot left behind. ` + "`SAGA_CHAOS_SEED`" + ` replays a run.
+
+| seed | orders (confirm / denied / out of stock) | end states (confirmed / denied / not reserved) | faults | deduplicated (order / stock / payment) | settled after the last fault | slowest order | violations |
+|---:|---|---|---:|---|---:|---:|---:|
+`)
+		for _, s := range sagas {
+			faults := 0
+			for _, n := range s.Faults {
+				faults += n
+			}
+			fmt.Fprintf(&b, "| %d | %d (%d / %d / %d) | %d / %d / %d | %d | %d / %d / %d | %s | %s | %d |\n",
+				s.Seed, s.Orders, s.Scenarios["confirm"], s.Scenarios["denied"], s.Scenarios["out_of_stock"],
+				s.Outcomes["payment_confirmed"], s.Outcomes["payment_denied"], s.Outcomes["not_reserved"],
+				faults, s.Duplicates["order"], s.Duplicates["stock"], s.Duplicates["payment"],
+				s.Settle.Round(time.Millisecond), s.Slowest.Round(time.Millisecond), s.Violations)
+		}
+		b.WriteString("\nFaults per kind, by run:\n\n")
+		for _, s := range sagas {
+			kinds := make([]string, 0, len(s.Faults))
+			for k := range s.Faults {
+				kinds = append(kinds, k)
+			}
+			sort.Strings(kinds)
+			parts := make([]string, len(kinds))
+			for i, k := range kinds {
+				parts[i] = fmt.Sprintf("%s %d", k, s.Faults[k])
+			}
+			fmt.Fprintf(&b, "- seed %d (%d orders): %s.\n", s.Seed, s.Orders, strings.Join(parts, ", "))
 		}
 	}
 	b.WriteString(`
 Where the tests are: the server faults in ` + "`TestServerFaults`" + ` (cdc-relay/internal/relay,
 faults_integration_test.go), the message faults beside it (edges_integration_test.go,
-relay_integration_test.go), and the process faults against the built binary in tests/relay.
-The reasons behind the bounds are in docs/architecture.md.
+relay_integration_test.go), the process and failover faults against the built binary in
+tests/relay, the saga in tests/chaos. The reasons behind the bounds are in docs/architecture.md.
 `)
 	_, err := io.WriteString(w, b.String())
 	return err

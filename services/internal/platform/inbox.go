@@ -77,7 +77,7 @@ func (c *Consumer) Ready() bool { return c.ready.Load() }
 // Run consumes until ctx is done, reconnecting with exponential backoff and
 // jitter whenever the broker connection is lost. It returns nil on shutdown.
 func (c *Consumer) Run(ctx context.Context) error {
-	backoff := newBackoff(500*time.Millisecond, 30*time.Second)
+	backoff := newBackoff(500*time.Millisecond, 5*time.Second)
 	for {
 		err := c.consume(ctx, backoff.reset)
 		if ctx.Err() != nil {

@@ -471,7 +471,12 @@ func (s *system) settle(t *testing.T, p *placer, within time.Duration) time.Time
 			return time.Now()
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("the system did not settle within %s: %d of %d customers have orders, %d orders not in an end state (%v)", within, placed, len(sc), open, err)
+			var stuck []string
+			_ = s.query(context.Background(), "order", `SELECT order_id::text || ' ' || customer_id || ' ' || status FROM orders
+				WHERE status NOT IN ('payment_confirmed', 'payment_denied', 'not_reserved') ORDER BY order_id LIMIT 10`,
+				func(r pgx.Rows) error { var x string; err := r.Scan(&x); stuck = append(stuck, x); return err })
+			t.Fatalf("the system did not settle within %s: %d of %d customers have orders, %d orders not in an end state (%v); first: %v",
+				within, placed, len(sc), open, err, stuck)
 		}
 		time.Sleep(250 * time.Millisecond)
 	}

@@ -69,7 +69,9 @@ func freeOffset(t *testing.T, host string) int {
 	t.Helper()
 	ports := []int{8000, 8001, 8002, 8080, 9401, 9402, 9403}
 	for try := 0; try < 50; try++ {
-		offset := 20000 + (int(time.Now().UnixNano()/1000)+try*731)%20000
+		// Below the ephemeral range (32768 and up), where the system's own
+		// outgoing connections could take a port before a process binds it.
+		offset := 10000 + (int(time.Now().UnixNano()/1000)+try*731)%13000
 		free := true
 		for _, p := range ports {
 			ln, err := net.Listen("tcp", net.JoinHostPort(host, strconv.Itoa(p+offset)))

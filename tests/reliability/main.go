@@ -7,7 +7,7 @@
 // The figures file keeps every run's lines, so that `make reliability` (the
 // fault tests and a short chaos run) and `make chaos` (a long one) each
 // replace only their own: lines of a kind present in -new replace those of
-// that kind in -figures (faults, or chaos runs of that size).
+// that kind in -figures (faults, the short chaos run, a long run's seed).
 package main
 
 import (
@@ -43,12 +43,13 @@ type record struct {
 	saga  *relaytest.Saga
 }
 
-// key is what a newer line replaces: every fault row, or the chaos runs of
-// one size class (short: the default of make test; long: make chaos).
+// key is what a newer line replaces: every fault row, the short chaos run
+// (make reliability's), or a long chaos run of the same seed (make chaos
+// keeps one row per seed, so several seeds stand side by side).
 func (r record) key() string {
 	if r.saga != nil {
 		if r.saga.Orders >= 1000 {
-			return "saga-long"
+			return fmt.Sprintf("saga-long-%d", r.saga.Seed)
 		}
 		return "saga-short"
 	}

@@ -135,7 +135,7 @@ func replayRows(ctx context.Context, tx pgx.Tx, t replication.Target, order repl
 	}
 	source := outbox.Source(db, o.table.String())
 
-	pub, err := publisher.Dial(ctx, o.amqpURL, o.exchange, o.maxInFlight)
+	pub, err := publisher.Dial(ctx, o.amqpURL, o.exchange, o.maxInFlight, 1)
 	if err != nil {
 		return fmt.Errorf("replay: %w", err)
 	}

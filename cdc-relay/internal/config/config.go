@@ -18,6 +18,8 @@ import (
 
 	"github.com/jackc/pgx/v5/pgconn"
 	amqp "github.com/rabbitmq/amqp091-go"
+
+	"github.com/saga-cdc/saga/cdc-relay/internal/outbox"
 )
 
 // Config is the effective configuration of one relay process.
@@ -44,6 +46,12 @@ type Config struct {
 	// MaxInFlight bounds the messages published but not yet confirmed by the
 	// broker; when it is reached the relay stops reading the WAL stream.
 	MaxInFlight int
+	// Channels is the number of broker channels the relay publishes on. One
+	// (the default) keeps commit order across the whole outbox; several keep
+	// it per aggregate (aggregate_type and aggregate_id pick the channel)
+	// and let the broker take more messages a second. A transaction is still
+	// acknowledged only once every one of its messages is confirmed.
+	Channels int
 	// HeartbeatInterval is how often an idle relay reports its position to
 	// Postgres and checks that the stream is alive.
 	HeartbeatInterval time.Duration
@@ -73,6 +81,10 @@ type Config struct {
 	// later): FailoverAuto where the server supports it, FailoverOn always
 	// (a server before 17 is then an error), FailoverOff never.
 	SlotFailover string
+	// Headers are the header groups every message carries (row, aggregate,
+	// cloudevents; all by default): fewer make lighter messages, which cost
+	// the broker less.
+	Headers outbox.HeaderGroups
 }
 
 // Values of Config.SlotFailover.
@@ -123,6 +135,8 @@ const (
 	// maxMaxInFlight caps the window: amqp091 keeps a record per unconfirmed
 	// message and the relay's memory must stay bounded by the window.
 	maxMaxInFlight = 100_000
+	// maxChannels is publisher.MaxChannels.
+	maxChannels = 16
 )
 
 // Defaults is the configuration with every default of the table of
@@ -165,11 +179,13 @@ var options = []option{
 	{"CDC_RELAY_EXCHANGE", "exchange", DefaultExchange, "topic exchange messages are published to"},
 	{"CDC_RELAY_HTTP_ADDR", "http-addr", DefaultHTTPAddr, "address of /livez, /readyz, /metrics, /status"},
 	{"CDC_RELAY_MAX_IN_FLIGHT", "max-in-flight", strconv.Itoa(DefaultMaxInFlight), "unconfirmed messages before the relay stops reading"},
+	{"CDC_RELAY_CHANNELS", "channels", "1", "broker channels to publish on: 1 keeps commit order, more keep it per aggregate"},
 	{"CDC_RELAY_HEARTBEAT_INTERVAL", "heartbeat-interval", DefaultHeartbeatInterval.String(), "status and heartbeat interval"},
 	{"CDC_RELAY_LOG_FORMAT", "log-format", DefaultLogFormat, "json or text"},
 	{"CDC_RELAY_LOG_LEVEL", "log-level", DefaultLogLevel, "debug, info, warn or error"},
 	{"CDC_RELAY_UNROUTABLE", "unroutable", DefaultUnroutable, "a message no queue is bound for: hold (retry, keeping commit order) or park (in queue <exchange>.unroutable, through an alternate exchange)"},
 	{"CDC_RELAY_AMQP_MANAGEMENT_URL", "amqp-management-url", "", "RabbitMQ HTTP API for the park mode's policy (default: the AMQP URL's host and credentials, port 15672; off: set by the operator)"},
+	{"CDC_RELAY_HEADERS", "headers", "all", "header groups of every message: row (the outbox headers column), aggregate, cloudevents; comma-separated, all or none"},
 	{"CDC_RELAY_SLOT_FAILOVER", "slot-failover", DefaultSlotFailover, "failover slot, kept through a promotion on Postgres 17+: auto (where supported), on or off"},
 	{"CDC_RELAY_POISON", "poison", DefaultPoison, "a row that can never be published: stop (the relay, naming it) or park (in queue <exchange>.poison)"},
 	{"CDC_RELAY_CONFIG", "config", "", "JSON file listing several databases to relay from one process (see docs/operations.md)"},
@@ -255,10 +271,20 @@ func parse(name string, args []string, getenv func(string) string, usage io.Writ
 	} else {
 		c.MaxInFlight = n
 	}
+	if n, err := strconv.Atoi(get("CDC_RELAY_CHANNELS")); err != nil {
+		bad("CDC_RELAY_CHANNELS", fmt.Sprintf("%q is not a whole number", get("CDC_RELAY_CHANNELS")))
+	} else {
+		c.Channels = n
+	}
 	if d, err := time.ParseDuration(get("CDC_RELAY_HEARTBEAT_INTERVAL")); err != nil {
 		bad("CDC_RELAY_HEARTBEAT_INTERVAL", fmt.Sprintf("%q is not a duration such as 10s", get("CDC_RELAY_HEARTBEAT_INTERVAL")))
 	} else {
 		c.HeartbeatInterval = d
+	}
+	if g, err := outbox.ParseHeaderGroups(get("CDC_RELAY_HEADERS")); err != nil {
+		bad("CDC_RELAY_HEADERS", err.Error())
+	} else {
+		c.Headers = g
 	}
 	if err := c.LogLevel.UnmarshalText([]byte(get("CDC_RELAY_LOG_LEVEL"))); err != nil {
 		bad("CDC_RELAY_LOG_LEVEL", fmt.Sprintf("%q is not one of debug, info, warn, error", get("CDC_RELAY_LOG_LEVEL")))
@@ -325,6 +351,9 @@ func (c Config) Validate() error {
 	if c.MaxInFlight < 1 || c.MaxInFlight > maxMaxInFlight {
 		bad("CDC_RELAY_MAX_IN_FLIGHT", "max-in-flight", fmt.Sprintf("%d is out of range 1..%d", c.MaxInFlight, maxMaxInFlight))
 	}
+	if c.Channels < 1 || c.Channels > maxChannels {
+		bad("CDC_RELAY_CHANNELS", "channels", fmt.Sprintf("%d is out of range 1..%d", c.Channels, maxChannels))
+	}
 	if c.HeartbeatInterval < 100*time.Millisecond || c.HeartbeatInterval > time.Hour {
 		bad("CDC_RELAY_HEARTBEAT_INTERVAL", "heartbeat-interval", fmt.Sprintf("%s is out of range 100ms..1h", c.HeartbeatInterval))
 	}
@@ -373,12 +402,14 @@ func (c Config) LogValue() slog.Value {
 		slog.String("exchange", c.Exchange),
 		slog.String("http_addr", c.HTTPAddr),
 		slog.Int("max_in_flight", c.MaxInFlight),
+		slog.Int("channels", c.Channels),
 		slog.Duration("heartbeat_interval", c.HeartbeatInterval),
 		slog.String("log_format", c.LogFormat),
 		slog.String("log_level", c.LogLevel.String()),
 		slog.String("poison", c.Poison),
 		slog.String("unroutable", c.Unroutable),
 		slog.String("slot_failover", c.SlotFailover),
+		slog.String("headers", c.Headers.String()),
 		slog.String("amqp_management_url", MaskURL(c.ManagementURL)),
 	)
 }

@@ -9,6 +9,8 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/saga-cdc/saga/cdc-relay/internal/outbox"
 )
 
 func env(kv map[string]string) func(string) string {
@@ -44,12 +46,14 @@ func TestParseDefaults(t *testing.T) {
 		Exchange:          "saga",
 		HTTPAddr:          ":9400",
 		MaxInFlight:       1000,
+		Channels:          1,
 		HeartbeatInterval: 10 * time.Second,
 		LogFormat:         "json",
 		LogLevel:          slog.LevelInfo,
 		Poison:            "stop",
 		Unroutable:        "hold",
 		SlotFailover:      "auto",
+		Headers:           outbox.AllGroups,
 	}, c)
 }
 
@@ -64,9 +68,10 @@ func TestFlagsOverrideEnvironment(t *testing.T) {
 	assert.Equal(t, "env_x", c.Exchange, "env applies where no flag is given")
 	assert.Equal(t, slog.LevelDebug, c.LogLevel)
 
-	c, err = Parse("cdc-relay run", []string{"--poison", "park"}, env(required), io.Discard)
+	c, err = Parse("cdc-relay run", []string{"--poison", "park", "--headers", "row, aggregate"}, env(required), io.Discard)
 	require.NoError(t, err)
 	assert.Equal(t, PoisonPark, c.Poison)
+	assert.Equal(t, outbox.GroupRow|outbox.GroupAggregate, c.Headers)
 }
 
 func TestParseErrorsNameTheVariable(t *testing.T) {
@@ -96,6 +101,8 @@ func TestParseErrorsNameTheVariable(t *testing.T) {
 		{"unroutable", with(map[string]string{"CDC_RELAY_UNROUTABLE": "drop"}), nil, []string{"CDC_RELAY_UNROUTABLE (--unroutable)", `"drop" is not hold or park`}},
 		{"management URL", with(map[string]string{"CDC_RELAY_AMQP_MANAGEMENT_URL": "rabbit:15672"}), nil, []string{"CDC_RELAY_AMQP_MANAGEMENT_URL", "not an http:// or https:// URL"}},
 		{"slot failover", with(map[string]string{"CDC_RELAY_SLOT_FAILOVER": "yes"}), nil, []string{"CDC_RELAY_SLOT_FAILOVER (--slot-failover)", `"yes" is not auto, on or off`}},
+		{"channels", with(map[string]string{"CDC_RELAY_CHANNELS": "17"}), nil, []string{"CDC_RELAY_CHANNELS (--channels)", "17 is out of range 1..16"}},
+		{"headers", with(map[string]string{"CDC_RELAY_HEADERS": "row,dop"}), nil, []string{"CDC_RELAY_HEADERS (--headers)", `"dop" is not a header group`}},
 		{"unknown flag", with(nil), []string{"--nope"}, []string{"nope"}},
 		{"stray argument", with(nil), []string{"extra"}, []string{`unexpected argument "extra"`}},
 	}

@@ -8,6 +8,8 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/saga-cdc/saga/cdc-relay/internal/outbox"
 )
 
 func TestParseAllReadsAConfigFile(t *testing.T) {
@@ -45,7 +47,7 @@ func TestParseAllWithoutAFileIsTheSidecarMode(t *testing.T) {
 
 func TestConfigFileErrorsNameTheEntry(t *testing.T) {
 	base := Config{AMQPURL: "amqp://h/", Slot: "cdc_relay", Publication: "p", Table: Table{"public", "outbox"},
-		Exchange: "saga", HTTPAddr: ":9400", MaxInFlight: 1, HeartbeatInterval: 10e9, LogFormat: "json", Poison: PoisonStop, Unroutable: UnroutableHold, SlotFailover: FailoverAuto}
+		Exchange: "saga", HTTPAddr: ":9400", MaxInFlight: 1, Channels: 1, HeartbeatInterval: 10e9, LogFormat: "json", Poison: PoisonStop, Unroutable: UnroutableHold, SlotFailover: FailoverAuto, Headers: outbox.AllGroups}
 	tests := []struct {
 		name, file string
 		want       []string
@@ -81,7 +83,7 @@ func TestConfigFileErrorsNameTheEntry(t *testing.T) {
 // entries would then relay the same database under two names.
 func TestConfigFileUnsetVariableDoesNotFallBackToTheBase(t *testing.T) {
 	base := Config{DatabaseURL: "postgres://h/base", AMQPURL: "amqp://h/", Slot: "cdc_relay", Publication: "p",
-		Table: Table{"public", "outbox"}, Exchange: "saga", HTTPAddr: ":9400", MaxInFlight: 1, HeartbeatInterval: 10e9, LogFormat: "json", Poison: PoisonStop, Unroutable: UnroutableHold, SlotFailover: FailoverAuto}
+		Table: Table{"public", "outbox"}, Exchange: "saga", HTTPAddr: ":9400", MaxInFlight: 1, Channels: 1, HeartbeatInterval: 10e9, LogFormat: "json", Poison: PoisonStop, Unroutable: UnroutableHold, SlotFailover: FailoverAuto, Headers: outbox.AllGroups}
 	file := `{"databases": [
 		{"name": "order", "database_url": "${ORDER_URL}", "slot": "relay_order"},
 		{"name": "stock", "database_url": "${STOCK_URL}", "slot": "relay_stock"}

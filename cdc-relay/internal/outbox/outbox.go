@@ -154,24 +154,129 @@ func Source(database string, table string) string {
 	return "/cdc-relay/" + database + "/" + table
 }
 
-// Message maps a row to its AMQP message (design §4.4). A headers column that
-// is not a JSON object does not stop the row: the message is sent with the
-// raw text under HeaderInvalidHeaders and the returned warning says why.
+// HeaderGroups picks the headers a message carries beyond its properties
+// (message_id, type, timestamp, content type, persistent), in groups that
+// can be left out to make messages lighter for the broker
+// (CDC_RELAY_HEADERS).
+type HeaderGroups uint8
+
+const (
+	// GroupRow is the outbox row's headers column (and, for a column that
+	// is not a JSON object, HeaderInvalidHeaders).
+	GroupRow HeaderGroups = 1 << iota
+	// GroupAggregate is aggregate_type and aggregate_id.
+	GroupAggregate
+	// GroupCloudEvents is the CloudEvents AMQP binary-mode attributes
+	// (cloudEvents_specversion, _id, _source, _type, _time, _subject).
+	GroupCloudEvents
+
+	// AllGroups is the default: every header the message mapping names.
+	AllGroups = GroupRow | GroupAggregate | GroupCloudEvents
+)
+
+var groupNames = []struct {
+	name  string
+	group HeaderGroups
+}{{"row", GroupRow}, {"aggregate", GroupAggregate}, {"cloudevents", GroupCloudEvents}}
+
+// ParseHeaderGroups reads a comma-separated list of groups (row, aggregate,
+// cloudevents), "all" or "none".
+func ParseHeaderGroups(s string) (HeaderGroups, error) {
+	switch strings.TrimSpace(s) {
+	case "all":
+		return AllGroups, nil
+	case "none", "":
+		return 0, nil
+	}
+	var g HeaderGroups
+	for _, part := range strings.Split(s, ",") {
+		part = strings.TrimSpace(part)
+		found := false
+		for _, n := range groupNames {
+			if n.name == part {
+				g |= n.group
+				found = true
+			}
+		}
+		if !found {
+			return 0, fmt.Errorf("%q is not a header group: use row, aggregate, cloudevents (comma-separated), all or none", part)
+		}
+	}
+	return g, nil
+}
+
+// String is the groups as ParseHeaderGroups reads them.
+func (g HeaderGroups) String() string {
+	if g == 0 {
+		return "none"
+	}
+	var parts []string
+	for _, n := range groupNames {
+		if g&n.group != 0 {
+			parts = append(parts, n.name)
+		}
+	}
+	return strings.Join(parts, ",")
+}
+
+// Mapper maps rows to messages for one source and set of header groups. It
+// reuses one headers table: a message it returns is valid until the next
+// call (the publisher encodes it before it returns), which keeps the hot
+// path from allocating a map per row. A Mapper is not safe for concurrent use.
+type Mapper struct {
+	Source string
+	Groups HeaderGroups
+
+	table       amqp.Table
+	lastCreated time.Time
+	lastTime    string // lastCreated in RFC 3339: rows of a transaction share it
+}
+
+// Message maps a row to its AMQP message (docs/contracts.md, "Message
+// mapping") with every header group, in a table of its own.
 func Message(r Row, source string) (msg amqp.Publishing, warning error) {
-	headers, warning := headers(r.Headers, 8)
-	if warning != nil {
-		headers = amqp.Table{HeaderInvalidHeaders: string(r.Headers)}
-		warning = fmt.Errorf("%w %s: %v", ErrRow, r.ID, warning)
+	m := Mapper{Source: source, Groups: AllGroups}
+	return m.Map(r)
+}
+
+// Map maps r with m's groups. A headers column that is not a JSON object
+// does not stop the row: the message is sent with the raw text under
+// HeaderInvalidHeaders and the returned warning says why.
+func (m *Mapper) Map(r Row) (msg amqp.Publishing, warning error) {
+	if m.table == nil {
+		m.table = make(amqp.Table, 16)
+	} else {
+		clear(m.table)
+	}
+	headers := m.table
+	if m.Groups&GroupRow != 0 && len(bytes.TrimSpace(r.Headers)) > 0 {
+		if err := headersTable(r.Headers, headers); err != nil {
+			clear(headers)
+			headers[HeaderInvalidHeaders] = string(r.Headers)
+			if errors.Is(err, errNotObject) {
+				err = fmt.Errorf("headers is not a JSON object: %.80s", r.Headers)
+			} else {
+				err = fmt.Errorf("headers is not a JSON object: %w", err)
+			}
+			warning = fmt.Errorf("%w %s: %v", ErrRow, r.ID, err)
+		}
 	}
 	created := r.CreatedAt.UTC()
-	headers[event.HeaderAggregateType] = r.AggregateType
-	headers[event.HeaderAggregateID] = r.AggregateID
-	headers[event.HeaderCloudEventsSpecVersion] = event.CloudEventsSpecVersion
-	headers[event.HeaderCloudEventsID] = r.ID
-	headers[event.HeaderCloudEventsSource] = source
-	headers[event.HeaderCloudEventsType] = r.EventType
-	headers[event.HeaderCloudEventsTime] = created.Format(time.RFC3339Nano)
-	headers[event.HeaderCloudEventsSubject] = r.AggregateID
+	if m.Groups&GroupAggregate != 0 {
+		headers[event.HeaderAggregateType] = r.AggregateType
+		headers[event.HeaderAggregateID] = r.AggregateID
+	}
+	if m.Groups&GroupCloudEvents != 0 {
+		if !created.Equal(m.lastCreated) || m.lastTime == "" {
+			m.lastCreated, m.lastTime = created, created.Format(time.RFC3339Nano)
+		}
+		headers[event.HeaderCloudEventsSpecVersion] = event.CloudEventsSpecVersion
+		headers[event.HeaderCloudEventsID] = r.ID
+		headers[event.HeaderCloudEventsSource] = m.Source
+		headers[event.HeaderCloudEventsType] = r.EventType
+		headers[event.HeaderCloudEventsTime] = m.lastTime
+		headers[event.HeaderCloudEventsSubject] = r.AggregateID
+	}
 	return amqp.Publishing{
 		Headers:      headers,
 		ContentType:  event.ContentType,

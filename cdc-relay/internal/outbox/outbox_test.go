@@ -2,6 +2,7 @@ package outbox
 
 import (
 	"errors"
+	"sort"
 	"testing"
 	"time"
 
@@ -179,5 +180,76 @@ func TestLayoutErrors(t *testing.T) {
 			assert.Equal(t, "id-1", row.ID)
 			assert.Equal(t, "o", row.AggregateType)
 		})
+	}
+}
+
+func TestMapperHeaderGroups(t *testing.T) {
+	r := Row{ID: "id-1", AggregateType: "order", AggregateID: "7", EventType: "order.created", RoutingKey: "k",
+		Payload: []byte(`{}`), Headers: []byte(`{"dop-msg-id": "id-1", "n": 2}`), CreatedAt: time.Date(2026, 12, 1, 10, 0, 0, 5000, time.UTC)}
+	keys := func(t amqp.Table) []string {
+		var out []string
+		for k := range t {
+			out = append(out, k)
+		}
+		sort.Strings(out)
+		return out
+	}
+	tests := []struct {
+		groups string
+		want   []string
+	}{
+		{"all", []string{"aggregate_id", "aggregate_type", "cloudEvents_id", "cloudEvents_source", "cloudEvents_specversion", "cloudEvents_subject", "cloudEvents_time", "cloudEvents_type", "dop-msg-id", "n"}},
+		{"row", []string{"dop-msg-id", "n"}},
+		{"aggregate", []string{"aggregate_id", "aggregate_type"}},
+		{"row,cloudevents", []string{"cloudEvents_id", "cloudEvents_source", "cloudEvents_specversion", "cloudEvents_subject", "cloudEvents_time", "cloudEvents_type", "dop-msg-id", "n"}},
+		{"none", nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.groups, func(t *testing.T) {
+			g, err := ParseHeaderGroups(tt.groups)
+			require.NoError(t, err)
+			m := Mapper{Source: "/s", Groups: g}
+			msg, warn := m.Map(r)
+			require.NoError(t, warn)
+			assert.Equal(t, tt.want, keys(msg.Headers))
+			// The properties do not depend on the groups.
+			assert.Equal(t, "id-1", msg.MessageId)
+			assert.Equal(t, "order.created", msg.Type)
+			assert.Equal(t, r.CreatedAt, msg.Timestamp)
+			assert.Equal(t, amqp.Persistent, msg.DeliveryMode)
+		})
+	}
+	g, err := ParseHeaderGroups(" row , aggregate ")
+	require.NoError(t, err)
+	assert.Equal(t, "row,aggregate", g.String())
+	_, err = ParseHeaderGroups("row,dop")
+	assert.ErrorContains(t, err, `"dop" is not a header group`)
+}
+
+// The mapper reuses its table: the second row's message has only its own
+// headers, and the cached time follows the row.
+func TestMapperReusesItsTable(t *testing.T) {
+	m := Mapper{Source: "/s", Groups: AllGroups}
+	a := Row{ID: "a", Headers: []byte(`{"only-a": 1}`), CreatedAt: time.Unix(100, 0)}
+	b := Row{ID: "b", Headers: []byte(`{}`), CreatedAt: time.Unix(200, 0)}
+	_, _ = m.Map(a)
+	msg, _ := m.Map(b)
+	assert.NotContains(t, msg.Headers, "only-a")
+	assert.Equal(t, "b", msg.Headers["cloudEvents_id"])
+	assert.Equal(t, time.Unix(200, 0).UTC().Format(time.RFC3339Nano), msg.Headers["cloudEvents_time"])
+	msg, warn := m.Map(Row{ID: "c", Headers: []byte(`[1]`), CreatedAt: time.Unix(200, 0)})
+	require.Error(t, warn)
+	assert.Equal(t, "[1]", msg.Headers[HeaderInvalidHeaders])
+}
+
+func BenchmarkMap(b *testing.B) {
+	m := Mapper{Source: "/cdc-relay/db/public.outbox", Groups: AllGroups}
+	r := Row{ID: "2b1f7a1e-0000-4000-8000-000000000001", AggregateType: "order", AggregateID: "42", EventType: "order.status_changed",
+		RoutingKey: "stock.v1", Payload: []byte(`{"order_id": 42, "status": "created"}`),
+		Headers:   []byte(`{"dop-msg-id": "2b1f7a1e-0000-4000-8000-000000000001", "dop-msg-destination": "/exchange/saga/stock.v1", "dop-msg-type": "Published", "dop-msg-sent-time": "2026-12-01T10:00:00Z"}`),
+		CreatedAt: time.Now()}
+	b.ReportAllocs()
+	for b.Loop() {
+		_, _ = m.Map(r)
 	}
 }

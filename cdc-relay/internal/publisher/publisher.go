@@ -63,22 +63,40 @@ type Handler interface {
 	Blocked(active bool, reason string)
 }
 
-// Publisher owns one connection and one confirm-mode channel. Publish is
-// called from one goroutine, Confirms from another.
+// Publisher owns one connection and one or more confirm-mode channels.
+// Publish is called from one goroutine, Confirms from another.
+//
+// With one channel (the default) every message keeps its place: the broker
+// takes them in publishing order. With several, a message goes to the
+// channel its route picks (the relay routes by aggregate), so messages of
+// one route keep their order and others may pass each other; the window
+// bounds them all together.
 type Publisher struct {
 	conn     *amqp.Connection
-	ch       *amqp.Channel
 	exchange string
+	chans    []*channel
 
-	slots    chan struct{} // the window: one token per unconfirmed message
-	confirms chan amqp.Confirmation
-	returns  chan amqp.Return
-	closed   chan *amqp.Error // connection closed
-	chClosed chan *amqp.Error // channel closed (a channel error such as 404 or 406)
-	blocks   chan amqp.Blocking
+	slots  chan struct{} // the window: one token per unconfirmed message
+	closed chan *amqp.Error
+	blocks chan amqp.Blocking
 	// blocked is set while the broker blocks the connection: it does not
 	// read it then, so a close cannot wait for its close-ok.
 	blocked atomic.Bool
+
+	// seqMu orders publishes: sequence numbers follow the Publish calls,
+	// whatever channel each takes.
+	seqMu sync.Mutex
+	seq   uint64
+
+	sock *corkedConn // the broker socket, for Abort
+}
+
+// channel is one confirm-mode channel and its unconfirmed messages.
+type channel struct {
+	ch       *amqp.Channel
+	confirms chan amqp.Confirmation
+	returns  chan amqp.Return
+	closed   chan *amqp.Error // a channel error such as 404 or 406
 
 	mu sync.Mutex
 	// flight records the unconfirmed messages by delivery tag modulo the
@@ -86,22 +104,29 @@ type Publisher struct {
 	// type resequences them), so the tags in flight are one contiguous run
 	// no longer than the window and never share a place.
 	flight []flight
-	sock   *corkedConn // the broker socket, for Abort
 }
 
 type flight struct {
-	tag       uint64
+	tag       uint64 // the channel's delivery tag
+	seq       uint64 // the publisher's sequence number
 	id, key   string
 	size      int // of the body, to name the message the broker refuses as too large
 	at        time.Time
 	committed time.Time
 }
 
-// Dial connects, opens a confirm-mode channel and declares exchange as a
-// durable topic exchange (idempotent when it exists with those arguments).
-func Dial(ctx context.Context, url, exchange string, window int) (*Publisher, error) {
+// MaxChannels bounds Dial's channels.
+const MaxChannels = 16
+
+// Dial connects, opens channels confirm-mode channels (1 to MaxChannels) and
+// declares exchange as a durable topic exchange (idempotent when it exists
+// with those arguments).
+func Dial(ctx context.Context, url, exchange string, window, channels int) (*Publisher, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
+	}
+	if channels < 1 || channels > MaxChannels {
+		return nil, fmt.Errorf("publisher: %d channels, want 1 to %d", channels, MaxChannels)
 	}
 	var sock *corkedConn
 	conn, err := amqp.DialConfig(url, amqp.Config{
@@ -120,7 +145,7 @@ func Dial(ctx context.Context, url, exchange string, window int) (*Publisher, er
 	if err != nil {
 		return nil, fmt.Errorf("connect to broker: %w", err)
 	}
-	p, err := open(conn, exchange, window)
+	p, err := open(conn, exchange, window, channels)
 	if err != nil {
 		_ = conn.Close()
 		return nil, err
@@ -140,33 +165,39 @@ func dial(network, addr string) (*corkedConn, error) {
 	return cork(c), nil
 }
 
-func open(conn *amqp.Connection, exchange string, window int) (*Publisher, error) {
-	ch, err := conn.Channel()
-	if err != nil {
-		return nil, fmt.Errorf("open broker channel: %w", err)
-	}
-	if err := ch.ExchangeDeclare(exchange, amqp.ExchangeTopic, true, false, false, false, nil); err != nil {
-		return nil, fmt.Errorf("declare exchange %q as a durable topic exchange: %w", exchange, err)
-	}
-	if err := ch.Confirm(false); err != nil {
-		return nil, fmt.Errorf("put channel in confirm mode: %w", err)
-	}
+func open(conn *amqp.Connection, exchange string, window, channels int) (*Publisher, error) {
 	p := &Publisher{
 		conn:     conn,
-		ch:       ch,
 		exchange: exchange,
 		slots:    make(chan struct{}, window),
-		// The library blocks its reader until a confirm is taken, so the
-		// buffer holds a whole window.
-		confirms: ch.NotifyPublish(make(chan amqp.Confirmation, window)),
-		// Unbuffered on purpose: the library delivers a return before the
-		// ack of the same message, and with no buffer the Confirms loop has
-		// handled the return before that ack can reach it.
-		returns:  ch.NotifyReturn(make(chan amqp.Return)),
 		closed:   conn.NotifyClose(make(chan *amqp.Error, 1)),
-		chClosed: ch.NotifyClose(make(chan *amqp.Error, 1)),
 		blocks:   conn.NotifyBlocked(make(chan amqp.Blocking, 4)),
-		flight:   make([]flight, window),
+	}
+	for i := range channels {
+		ch, err := conn.Channel()
+		if err != nil {
+			return nil, fmt.Errorf("open broker channel: %w", err)
+		}
+		if i == 0 {
+			if err := ch.ExchangeDeclare(exchange, amqp.ExchangeTopic, true, false, false, false, nil); err != nil {
+				return nil, fmt.Errorf("declare exchange %q as a durable topic exchange: %w", exchange, err)
+			}
+		}
+		if err := ch.Confirm(false); err != nil {
+			return nil, fmt.Errorf("put channel in confirm mode: %w", err)
+		}
+		p.chans = append(p.chans, &channel{
+			ch: ch,
+			// The library blocks its reader until a confirm is taken, so the
+			// buffer holds a whole window.
+			confirms: ch.NotifyPublish(make(chan amqp.Confirmation, window)),
+			// Unbuffered on purpose: the library delivers a return before
+			// the ack of the same message, and with no buffer the channel's
+			// confirm loop has handled the return before that ack can reach it.
+			returns: ch.NotifyReturn(make(chan amqp.Return)),
+			closed:  ch.NotifyClose(make(chan *amqp.Error, 1)),
+			flight:  make([]flight, window),
+		})
 	}
 	return p, nil
 }
@@ -191,38 +222,59 @@ func (p *Publisher) TryAcquire() bool {
 	}
 }
 
-// Publish sends msg with routing key key as persistent and mandatory, and
-// returns its delivery tag. The caller must hold a slot from Acquire; the
-// slot is released when the broker confirms or nacks it. committed (the
-// commit time of the row's transaction) is handed back to Handler.Confirmed.
+// Publish sends msg with routing key key as persistent and mandatory on
+// the first channel, and returns its sequence number (1, 2, ...). The caller
+// must hold a slot from Acquire; the slot is released when the broker
+// confirms or nacks it. committed (the commit time of the row's
+// transaction) is handed back to Handler.Confirmed.
 func (p *Publisher) Publish(ctx context.Context, key string, msg amqp.Publishing, committed time.Time) (uint64, error) {
-	return p.PublishTo(ctx, p.exchange, key, msg, committed)
+	return p.PublishTo(ctx, p.exchange, key, "", msg, committed)
 }
 
-// PublishTo is Publish to another exchange ("" is the default exchange,
-// which routes to the queue named key), on the same channel, so it keeps its
-// place in the order and the window.
-func (p *Publisher) PublishTo(ctx context.Context, exchange, key string, msg amqp.Publishing, committed time.Time) (uint64, error) {
+// PublishTo is Publish to exchange ("" is the default exchange, which
+// routes to the queue named key) on the channel route picks: messages of
+// one route share a channel, and keep their order.
+func (p *Publisher) PublishTo(ctx context.Context, exchange, key, route string, msg amqp.Publishing, committed time.Time) (uint64, error) {
 	msg.DeliveryMode = amqp.Persistent
+	c := p.chans[0]
+	if len(p.chans) > 1 {
+		c = p.chans[routeIndex(route, len(p.chans))]
+	}
 	now := time.Now()
-	p.mu.Lock()
-	// The tag is taken under p.mu so Confirms cannot see a confirm for it
-	// before its flight record exists.
-	dc, err := p.ch.PublishWithDeferredConfirmWithContext(ctx, exchange, key, true, false, msg)
+	p.seqMu.Lock()
+	defer p.seqMu.Unlock()
+	c.mu.Lock()
+	// The tag is taken under c.mu so the channel's confirm loop cannot see
+	// a confirm for it before its flight record exists.
+	dc, err := c.ch.PublishWithDeferredConfirmWithContext(ctx, exchange, key, true, false, msg)
 	if err != nil {
-		p.mu.Unlock()
+		c.mu.Unlock()
 		<-p.slots
 		return 0, fmt.Errorf("publish message %s: %w", msg.MessageId, err)
 	}
-	p.flight[p.slot(dc.DeliveryTag)] = flight{tag: dc.DeliveryTag, id: msg.MessageId, key: key, size: len(msg.Body), at: now, committed: committed}
-	p.mu.Unlock()
-	return dc.DeliveryTag, nil
+	p.seq++
+	c.flight[c.slot(dc.DeliveryTag)] = flight{tag: dc.DeliveryTag, seq: p.seq, id: msg.MessageId, key: key, size: len(msg.Body), at: now, committed: committed}
+	c.mu.Unlock()
+	return p.seq, nil
 }
+
+// routeIndex picks one of n channels for route (FNV-1a).
+func routeIndex(route string, n int) int {
+	h := uint32(2166136261)
+	for i := 0; i < len(route); i++ {
+		h ^= uint32(route[i])
+		h *= 16777619
+	}
+	return int(h % uint32(n))
+}
+
+// Channels is the number of channels.
+func (p *Publisher) Channels() int { return len(p.chans) }
 
 // DeclareQueue declares a durable queue named name (idempotent), such as a
 // parking queue.
 func (p *Publisher) DeclareQueue(name string) error {
-	if _, err := p.ch.QueueDeclare(name, true, false, false, false, nil); err != nil {
+	if _, err := p.chans[0].ch.QueueDeclare(name, true, false, false, false, nil); err != nil {
 		return fmt.Errorf("declare queue %q: %w", name, err)
 	}
 	return nil
@@ -240,13 +292,14 @@ func ParkingExchange(exchange string) string { return exchange + ".unroutable" }
 // refused (406 inequivalent arg 'alternate-exchange').
 func (p *Publisher) DeclareParking() error {
 	name := ParkingExchange(p.exchange)
-	if err := p.ch.ExchangeDeclare(name, amqp.ExchangeFanout, true, false, false, false, nil); err != nil {
+	ch := p.chans[0].ch
+	if err := ch.ExchangeDeclare(name, amqp.ExchangeFanout, true, false, false, false, nil); err != nil {
 		return fmt.Errorf("declare the alternate exchange %q: %w", name, err)
 	}
-	if _, err := p.ch.QueueDeclare(name, true, false, false, false, nil); err != nil {
+	if _, err := ch.QueueDeclare(name, true, false, false, false, nil); err != nil {
 		return fmt.Errorf("declare queue %q: %w", name, err)
 	}
-	if err := p.ch.QueueBind(name, "", name, false, nil); err != nil {
+	if err := ch.QueueBind(name, "", name, false, nil); err != nil {
 		return fmt.Errorf("bind queue %q to exchange %q: %w", name, name, err)
 	}
 	return nil
@@ -291,16 +344,16 @@ func (p *Publisher) WatchParked(ctx context.Context, fn func(amqp.Delivery)) err
 // properties and headers must fit in one frame.
 func (p *Publisher) FrameMax() int { return p.conn.Config.FrameSize }
 
-func (p *Publisher) slot(tag uint64) int { return int(tag % uint64(len(p.flight))) }
+func (c *channel) slot(tag uint64) int { return int(tag % uint64(len(c.flight))) }
 
-// tagOf finds the delivery tag of an unconfirmed message (returns are rare:
-// a scan of the window is cheaper than an index kept for every message).
-func (p *Publisher) tagOf(id string) uint64 {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	for _, f := range p.flight {
+// seqOf finds the sequence number of an unconfirmed message (returns are
+// rare: a scan of the window is cheaper than an index kept for every message).
+func (c *channel) seqOf(id string) uint64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, f := range c.flight {
 		if f.id == id && f.tag != 0 {
-			return f.tag
+			return f.seq
 		}
 	}
 	return 0
@@ -310,52 +363,89 @@ func (p *Publisher) tagOf(id string) uint64 {
 func (p *Publisher) InFlight() int { return len(p.slots) }
 
 // Confirms delivers confirms and returns to h until ctx ends (nil), the
-// broker closes the channel (ErrClosed), or a message is returned or nacked
-// (*Failure). Returns and nacks are handed to h before this returns, so h can
-// make sure nothing is acknowledged past them.
+// broker closes a channel or the connection (ErrClosed), or a message is
+// returned, nacked or refused (*Failure). Returns and nacks are handed to h
+// before this returns, so h can make sure nothing is acknowledged past them.
+// Each channel's outcomes come from a goroutine of its own, in the order the
+// broker sent them.
 func (p *Publisher) Confirms(ctx context.Context, h Handler) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	errs := make(chan error, len(p.chans)+1)
+	var wg sync.WaitGroup
+	for _, c := range p.chans {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := p.confirmLoop(ctx, c, h); err != nil {
+				errs <- err
+				cancel()
+			}
+		}()
+	}
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case b, ok := <-p.blocks:
+				if ok {
+					p.blocked.Store(b.Active)
+					h.Blocked(b.Active, b.Reason)
+				}
+			case err := <-p.closed:
+				errs <- closedErr("connection", err)
+				cancel()
+				return
+			}
+		}
+	}()
+	wg.Wait()
+	select {
+	case err := <-errs:
+		return err
+	default:
+		return nil
+	}
+}
+
+func (p *Publisher) confirmLoop(ctx context.Context, c *channel, h Handler) error {
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
-		case r, ok := <-p.returns:
+		case r, ok := <-c.returns:
 			if !ok {
-				return p.closeCause("return channel closed")
+				return p.closeCause(c, "return channel closed")
 			}
-			tag := p.tagOf(r.MessageId)
-			f := &Failure{Err: ErrUnroutable, Tag: tag, MessageID: r.MessageId, RoutingKey: r.RoutingKey,
+			f := &Failure{Err: ErrUnroutable, Tag: c.seqOf(r.MessageId), MessageID: r.MessageId, RoutingKey: r.RoutingKey,
 				Reason: fmt.Sprintf("%d %s: no queue is bound to exchange %q with a matching key", r.ReplyCode, r.ReplyText, r.Exchange)}
 			h.Failed(f)
 			return f
-		case c, ok := <-p.confirms:
+		case cf, ok := <-c.confirms:
 			if !ok {
-				return p.closeCause("confirm channel closed")
+				return p.closeCause(c, "confirm channel closed")
 			}
-			p.mu.Lock()
-			fl := p.flight[p.slot(c.DeliveryTag)]
-			p.flight[p.slot(c.DeliveryTag)] = flight{}
-			p.mu.Unlock()
+			c.mu.Lock()
+			fl := c.flight[c.slot(cf.DeliveryTag)]
+			c.flight[c.slot(cf.DeliveryTag)] = flight{}
+			c.mu.Unlock()
 			// The slot is given back after the handler has seen the outcome:
 			// a drain that waits for an empty window then finds every
 			// confirm in the tracker.
-			if !c.Ack {
-				f := &Failure{Err: ErrNacked, Tag: c.DeliveryTag, MessageID: fl.id, RoutingKey: fl.key,
+			if !cf.Ack {
+				f := &Failure{Err: ErrNacked, Tag: fl.seq, MessageID: fl.id, RoutingKey: fl.key,
 					Reason: "the broker could not store it (disk or memory alarm, queue limit, or an internal error)"}
 				h.Failed(f)
 				<-p.slots
 				return f
 			}
-			h.Confirmed(c.DeliveryTag, fl.at, fl.committed)
+			h.Confirmed(fl.seq, fl.at, fl.committed)
 			<-p.slots
-		case b, ok := <-p.blocks:
-			if ok {
-				p.blocked.Store(b.Active)
-				h.Blocked(b.Active, b.Reason)
-			}
-		case err := <-p.closed:
-			return closedErr("connection", err)
-		case err := <-p.chClosed:
-			return p.channelClosed(err)
+		case err := <-c.closed:
+			return p.channelClosed(c, err)
 		}
 	}
 }
@@ -369,8 +459,18 @@ func (p *Publisher) Abort() {
 	}
 }
 
-// Open reports whether the channel is usable.
-func (p *Publisher) Open() bool { return !p.conn.IsClosed() && !p.ch.IsClosed() }
+// Open reports whether the connection and every channel are usable.
+func (p *Publisher) Open() bool {
+	if p.conn.IsClosed() {
+		return false
+	}
+	for _, c := range p.chans {
+		if c.ch.IsClosed() {
+			return false
+		}
+	}
+	return true
+}
 
 // Close closes the channel and the connection. Call it after Confirms has
 // returned.
@@ -378,14 +478,16 @@ func (p *Publisher) Close() error {
 	// The library blocks its frame reader on every notification nobody
 	// takes (further returns, confirms), which would keep it from reading
 	// the close-ok: drain them until the library closes the channels.
-	go func() {
-		for range p.returns {
-		}
-	}()
-	go func() {
-		for range p.confirms {
-		}
-	}()
+	for _, c := range p.chans {
+		go func() {
+			for range c.returns {
+			}
+		}()
+		go func() {
+			for range c.confirms {
+			}
+		}()
+	}
 	go func() {
 		for range p.blocks {
 		}
@@ -400,10 +502,10 @@ func (p *Publisher) Close() error {
 // closeCause is the error of a closed notification channel: the library
 // tells why on the close notifications first, then closes the others, so a
 // closed confirm channel finds the reason waiting there.
-func (p *Publisher) closeCause(what string) error {
+func (p *Publisher) closeCause(c *channel, what string) error {
 	select {
-	case err := <-p.chClosed:
-		return p.channelClosed(err)
+	case err := <-c.closed:
+		return p.channelClosed(c, err)
 	case err := <-p.closed:
 		return closedErr("connection", err)
 	default:
@@ -411,8 +513,8 @@ func (p *Publisher) closeCause(what string) error {
 	}
 }
 
-func (p *Publisher) channelClosed(err *amqp.Error) error {
-	if f := p.tooLarge(err); f != nil {
+func (p *Publisher) channelClosed(c *channel, err *amqp.Error) error {
+	if f := c.tooLarge(err); f != nil {
 		return f
 	}
 	return closedErr("channel", err)
@@ -425,7 +527,7 @@ var tooLargeRE = regexp.MustCompile(`message size (\d+) is larger than (?:config
 
 // tooLarge names the message a channel closed for being too large: the
 // first unconfirmed one of that body size.
-func (p *Publisher) tooLarge(err *amqp.Error) *Failure {
+func (c *channel) tooLarge(err *amqp.Error) *Failure {
 	if err == nil || err.Code != amqp.PreconditionFailed {
 		return nil
 	}
@@ -434,11 +536,11 @@ func (p *Publisher) tooLarge(err *amqp.Error) *Failure {
 		return nil
 	}
 	size, _ := strconv.Atoi(m[1])
-	p.mu.Lock()
-	defer p.mu.Unlock()
+	c.mu.Lock()
+	defer c.mu.Unlock()
 	var found *flight
-	for i := range p.flight {
-		f := &p.flight[i]
+	for i := range c.flight {
+		f := &c.flight[i]
 		if f.tag != 0 && f.size == size && (found == nil || f.tag < found.tag) {
 			found = f
 		}
@@ -446,7 +548,7 @@ func (p *Publisher) tooLarge(err *amqp.Error) *Failure {
 	if found == nil {
 		return nil
 	}
-	return &Failure{Err: ErrTooLarge, Tag: found.tag, MessageID: found.id, RoutingKey: found.key,
+	return &Failure{Err: ErrTooLarge, Tag: found.seq, MessageID: found.id, RoutingKey: found.key,
 		Reason: fmt.Sprintf("the broker closed the channel: %s (a body of %d bytes over max_message_size %s)", err.Reason, size, m[2])}
 }
 

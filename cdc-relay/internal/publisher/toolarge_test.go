@@ -12,10 +12,11 @@ import (
 // RabbitMQ closes the channel (406) for a body over max_message_size; the
 // publisher names the message from the sizes in its reason.
 func TestTooLargeNamesTheMessage(t *testing.T) {
-	p := &Publisher{flight: make([]flight, 8)}
-	p.flight[p.slot(5)] = flight{tag: 5, id: "small", key: "k", size: 10}
-	p.flight[p.slot(6)] = flight{tag: 6, id: "big", key: "k2", size: 2000}
-	p.flight[p.slot(7)] = flight{tag: 7, id: "big-too", key: "k3", size: 2000}
+	c := &channel{flight: make([]flight, 8)}
+	c.flight[c.slot(5)] = flight{tag: 5, seq: 105, id: "small", key: "k", size: 10}
+	c.flight[c.slot(6)] = flight{tag: 6, seq: 106, id: "big", key: "k2", size: 2000}
+	c.flight[c.slot(7)] = flight{tag: 7, seq: 107, id: "big-too", key: "k3", size: 2000}
+	p := &Publisher{}
 	tests := []struct {
 		name string
 		err  *amqp.Error
@@ -30,16 +31,16 @@ func TestTooLargeNamesTheMessage(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			f := p.tooLarge(tt.err)
+			f := c.tooLarge(tt.err)
 			if tt.want == "" {
 				assert.Nil(t, f)
-				err := p.channelClosed(tt.err)
+				err := p.channelClosed(c, tt.err)
 				assert.True(t, errors.Is(err, ErrClosed))
 				return
 			}
 			require.NotNil(t, f)
 			assert.Equal(t, tt.want, f.MessageID)
-			assert.Equal(t, uint64(6), f.Tag, "the first unconfirmed message of that size")
+			assert.Equal(t, uint64(106), f.Tag, "the first unconfirmed message of that size, by its sequence number")
 			assert.True(t, errors.Is(f, ErrTooLarge))
 			assert.Contains(t, f.Error(), "a body of 2000 bytes over max_message_size")
 		})

@@ -122,8 +122,10 @@ func TestServerFaults(t *testing.T) {
 		t.Logf("Postgres restart: %+v, streaming again %s after it was back", fig, took.Round(time.Millisecond))
 		assert.Less(t, took, 3*time.Second)
 		logs := f.logs.String()
+		// The stream ends with CommandComplete when the walsender gets to
+		// say goodbye, or a reset connection when it does not: either way it
+		// is logged as what it is.
 		assert.NotContains(t, logs, "unexpected message", "the stream's end is logged as what it is")
-		assert.Contains(t, logs, "the server ended the replication stream")
 		if pg.Major < 17 {
 			// Before 17, Postgres writes a logical slot's position at
 			// shutdown only when restart_lsn moved: the relay's own is ahead.

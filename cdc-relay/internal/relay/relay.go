@@ -270,7 +270,7 @@ func (r *Relay) session(ctx context.Context) error {
 	}
 
 	r.st.set(PhaseStarting, "connecting to the broker")
-	pub, err := publisher.Dial(ctx, r.cfg.AMQPURL, r.cfg.Exchange, r.cfg.MaxInFlight)
+	pub, err := publisher.Dial(ctx, r.cfg.AMQPURL, r.cfg.Exchange, r.cfg.MaxInFlight, r.cfg.Channels)
 	if err != nil {
 		return brokerDialError(err)
 	}
@@ -346,6 +346,7 @@ func (r *Relay) session(ctx context.Context) error {
 		target:    target,
 		root:      prep.Table.OID,
 		source:    outbox.Source(prep.Database, r.cfg.Table.String()),
+		mapper:    outbox.Mapper{Source: outbox.Source(prep.Database, r.cfg.Table.String()), Groups: r.cfg.Headers},
 		version:   prep.Version,
 		drain:     r.opts.DrainTimeout,
 		relations: map[uint32]*outbox.Layout{},

@@ -42,8 +42,9 @@ type session struct {
 	pub     *publisher.Publisher
 	tracker *checkpoint.Tracker
 	target  replication.Target
-	root    uint32 // OID of the outbox table
-	version int    // server_version_num
+	mapper  outbox.Mapper // reuses its headers table: one message at a time
+	root    uint32        // OID of the outbox table
+	version int           // server_version_num
 	source  string
 	drain   time.Duration
 
@@ -260,7 +261,7 @@ func (s *session) relation(ctx context.Context, m *pglogrepl.RelationMessage) (*
 // publish publishes an outbox row of the stream or of the first start's
 // snapshot; committed is its transaction's commit time.
 func (s *session) publish(ctx context.Context, row outbox.Row, committed time.Time) error {
-	msg, warn := outbox.Message(row, s.source)
+	msg, warn := s.mapper.Map(row)
 	if warn != nil {
 		s.obs.InvalidRow()
 		s.log.Warn("outbox row has invalid headers; sent with them as text under "+outbox.HeaderInvalidHeaders,
@@ -275,9 +276,9 @@ func (s *session) publish(ctx context.Context, row outbox.Row, committed time.Ti
 		return s.poison(ctx, row, perr, committed)
 	}
 	if held := s.mem.heldID(); held != "" && held == row.ID {
-		return s.publishAlone(ctx, row.ID, func() error { return s.send(ctx, s.cfg.Exchange, row.RoutingKey, msg, committed) })
+		return s.publishAlone(ctx, row.ID, func() error { return s.send(ctx, s.cfg.Exchange, row.RoutingKey, route(row), msg, committed) })
 	}
-	if err := s.send(ctx, s.cfg.Exchange, row.RoutingKey, msg, committed); err != nil {
+	if err := s.send(ctx, s.cfg.Exchange, row.RoutingKey, route(row), msg, committed); err != nil {
 		return err
 	}
 	s.obs.Published(row.RoutingKey)
@@ -285,13 +286,17 @@ func (s *session) publish(ctx context.Context, row outbox.Row, committed time.Ti
 	return nil
 }
 
-// send publishes msg to exchange with key within the window and records it
-// in the open transaction.
-func (s *session) send(ctx context.Context, exchange, key string, msg amqp.Publishing, committed time.Time) error {
+// route is what picks a row's broker channel when there are several: its
+// aggregate, so that each aggregate's messages keep their order.
+func route(r outbox.Row) string { return r.AggregateType + "/" + r.AggregateID }
+
+// send publishes msg to exchange with key, on the channel of route, within
+// the window, and records it in the open transaction.
+func (s *session) send(ctx context.Context, exchange, key, rt string, msg amqp.Publishing, committed time.Time) error {
 	if err := s.acquire(ctx); err != nil {
 		return err
 	}
-	tag, err := s.pub.PublishTo(ctx, exchange, key, msg, committed)
+	tag, err := s.pub.PublishTo(ctx, exchange, key, rt, msg, committed)
 	if err != nil {
 		return brokerError{err}
 	}
@@ -347,7 +352,7 @@ func (s *session) poison(ctx context.Context, row outbox.Row, perr *outbox.Poiso
 	}
 	queue := outbox.PoisonQueue(s.cfg.Exchange)
 	// Through the default exchange, which routes to the queue of that name.
-	if err := s.send(ctx, "", queue, outbox.PoisonMessage(row, perr, s.source), committed); err != nil {
+	if err := s.send(ctx, "", queue, route(row), outbox.PoisonMessage(row, perr, s.source), committed); err != nil {
 		return err
 	}
 	s.mem.parked(row.ID)
@@ -559,7 +564,10 @@ func (s *session) Blocked(active bool, reason string) {
 func (s *session) watchParked(ctx context.Context) {
 	queue := publisher.ParkingExchange(s.cfg.Exchange)
 	err := s.pub.WatchParked(ctx, func(d amqp.Delivery) {
-		if src, _ := d.Headers[event.HeaderCloudEventsSource].(string); src != s.source {
+		// Relays of other databases share the exchange: their messages carry
+		// another source. Without the cloudevents header group nothing tells
+		// them apart, and every parked message is counted.
+		if src, ok := d.Headers[event.HeaderCloudEventsSource].(string); ok && src != s.source {
 			return
 		}
 		s.obs.Parked("unroutable")

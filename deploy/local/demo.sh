@@ -184,6 +184,16 @@ create_databases() {
 	done
 }
 
+# binaries_built reports whether every process's binary is in $BIN.
+binaries_built() {
+	local p cmd
+	[[ -x "$BIN/healthprobe" ]] || return 1
+	for p in "${PROCESSES[@]}"; do
+		mapfile -t cmd < <(cmd_of "$p")
+		[[ -x "${cmd[0]}" ]] || return 1
+	done
+}
+
 build() {
 	log "building binaries into $BIN"
 	mkdir -p "$BIN"
@@ -321,7 +331,12 @@ up() {
 	check_ports "${missing[@]}"
 	resolve_servers
 	create_databases
-	build
+	# Built when everything starts; a process started again after a crash
+	# runs the binaries the others run (as compose reuses its images), so an
+	# edit of the source meanwhile cannot break or change it.
+	if ((${#missing[@]} == ${#PROCESSES[@]})) || ! binaries_built; then
+		build
+	fi
 	migrate
 	# The services first: they declare the exchange and all queues, so the
 	# relays' mandatory publishes are routable from their first message.
@@ -347,9 +362,7 @@ restart() {
 	mkdir -p "$BIN" "$RUN" "$LOG"
 	stop_one "$name"
 	resolve_servers
-	local cmd
-	mapfile -t cmd < <(cmd_of "$name")
-	[[ -x "${cmd[0]}" && -x "$BIN/healthprobe" ]] || build
+	binaries_built || build
 	check_ports "$name"
 	start "$name"
 	wait_ready "$name" || die "$name did not become ready"

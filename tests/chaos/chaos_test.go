@@ -9,6 +9,7 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"os"
+	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
@@ -77,6 +78,14 @@ func TestChaos(t *testing.T) {
 			for _, p := range Processes {
 				t.Logf("--- %s.log (last lines)\n%s", p, tailLines(demo.Log(p), 25))
 			}
+			// The whole logs outlive the test's directory, for the post-mortem.
+			keep := filepath.Join(os.TempDir(), fmt.Sprintf("chaos-%d-logs", seed))
+			_ = os.RemoveAll(keep)
+			if err := os.CopyFS(keep, os.DirFS(filepath.Join(demo.Dir, "log"))); err != nil {
+				t.Logf("keep the logs: %v", err)
+			} else {
+				t.Logf("the processes' whole logs: %s", keep)
+			}
 		}
 	})
 	sys := newSystem(t, demo, pg, mq)
@@ -102,8 +111,11 @@ func TestChaos(t *testing.T) {
 	// A process a fault left down is started again, as an operator would.
 	require.NoError(t, demo.Up(ctx))
 
-	settled := sys.settle(t, placer, 4*time.Minute)
+	settled, stuck := sys.settle(t, placer, 4*time.Minute)
 	settle := settled.Sub(lastFault)
+	for _, id := range stuck {
+		t.Logf("chaos: the trail of stuck order %s:\n%s", id, sys.trail(t, id))
+	}
 	slowest := watch.stop(placer)
 	state := sys.state(t, placer)
 	violations := Check(state)
@@ -365,7 +377,7 @@ func newSystem(t *testing.T, demo *Demo, pg *testenv.Postgres, mq *testenv.Rabbi
 
 // query runs sql on a service's database (retrying through a Postgres
 // restart) and scans each row with scan.
-func (s *system) query(ctx context.Context, svc, sql string, scan func(pgx.Rows) error) error {
+func (s *system) query(ctx context.Context, svc, sql string, scan func(pgx.Rows) error, args ...any) error {
 	var last error
 	for try := 0; try < 100 && ctx.Err() == nil; try++ {
 		last = func() error {
@@ -374,7 +386,7 @@ func (s *system) query(ctx context.Context, svc, sql string, scan func(pgx.Rows)
 				return err
 			}
 			defer conn.Close(context.WithoutCancel(ctx))
-			rows, err := conn.Query(ctx, sql)
+			rows, err := conn.Query(ctx, sql, args...)
 			if err != nil {
 				return err
 			}
@@ -459,7 +471,7 @@ func (w *orderWatch) stop(p *placer) time.Duration {
 }
 
 // settle waits until every placed order is in an end state and returns when.
-func (s *system) settle(t *testing.T, p *placer, within time.Duration) time.Time {
+func (s *system) settle(t *testing.T, p *placer, within time.Duration) (time.Time, []string) {
 	t.Helper()
 	sc, _ := p.snapshot()
 	deadline := time.Now().Add(within)
@@ -468,18 +480,61 @@ func (s *system) settle(t *testing.T, p *placer, within time.Duration) time.Time
 		err := s.query(context.Background(), "order", `SELECT count(DISTINCT customer_id), count(*) FILTER (WHERE status NOT IN ('payment_confirmed', 'payment_denied', 'not_reserved')) FROM orders`,
 			func(r pgx.Rows) error { return r.Scan(&placed, &open) })
 		if err == nil && placed == len(sc) && open == 0 {
-			return time.Now()
+			return time.Now(), nil
 		}
 		if time.Now().After(deadline) {
-			var stuck []string
-			_ = s.query(context.Background(), "order", `SELECT order_id::text || ' ' || customer_id || ' ' || status FROM orders
-				WHERE status NOT IN ('payment_confirmed', 'payment_denied', 'not_reserved') ORDER BY order_id LIMIT 10`,
-				func(r pgx.Rows) error { var x string; err := r.Scan(&x); stuck = append(stuck, x); return err })
-			t.Fatalf("the system did not settle within %s: %d of %d customers have orders, %d orders not in an end state (%v); first: %v",
+			var stuck, ids []string
+			_ = s.query(context.Background(), "order", `SELECT order_id::text, customer_id || ' ' || status FROM orders
+				WHERE status NOT IN ('payment_confirmed', 'payment_denied', 'not_reserved') ORDER BY order_id LIMIT 5`,
+				func(r pgx.Rows) error {
+					var id, x string
+					err := r.Scan(&id, &x)
+					ids, stuck = append(ids, id), append(stuck, id+" "+x)
+					return err
+				})
+			// Not fatal: the invariants that follow say which message went missing.
+			t.Errorf("the system did not settle within %s: %d of %d customers have orders, %d orders not in an end state (%v); first: %v",
 				within, placed, len(sc), open, err, stuck)
+			return time.Now(), ids
 		}
 		time.Sleep(250 * time.Millisecond)
 	}
+}
+
+// trail is what every service holds of one order: its outbox rows with
+// that aggregate id, and for each whether its consumer's inbox has it.
+func (s *system) trail(t *testing.T, orderID string) string {
+	t.Helper()
+	consumer := map[string]string{"order.v1": "order", "stock.v1": "stock", "payment.v1": "payment"}
+	var b strings.Builder
+	for _, svc := range Services {
+		type row struct{ id, typ, key, at string }
+		var rows []row
+		err := s.query(context.Background(), svc, `SELECT id::text, event_type, routing_key, created_at::text FROM outbox WHERE aggregate_id = $1 ORDER BY created_at`,
+			func(r pgx.Rows) error {
+				var x row
+				err := r.Scan(&x.id, &x.typ, &x.key, &x.at)
+				rows = append(rows, x)
+				return err
+			}, orderID)
+		if err != nil {
+			fmt.Fprintf(&b, "  %s outbox: %v\n", svc, err)
+			continue
+		}
+		for _, x := range rows {
+			seen := "not in its inbox"
+			to := consumer[x.key]
+			var n int
+			if err := s.query(context.Background(), to, `SELECT count(*) FROM inbox WHERE message_id = $1`,
+				func(r pgx.Rows) error { return r.Scan(&n) }, x.id); err != nil {
+				seen = err.Error()
+			} else if n > 0 {
+				seen = "in its inbox"
+			}
+			fmt.Fprintf(&b, "  %s outbox %s %s -> %s (%s), %s: %s\n", svc, x.at, x.typ, x.key, to, x.id, seen)
+		}
+	}
+	return b.String()
 }
 
 // state reads everything Check needs, once the relays caught up with the

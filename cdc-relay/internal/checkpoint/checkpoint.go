@@ -42,9 +42,14 @@ type Tracker struct {
 	confirmed LSN
 	serverEnd LSN
 
-	open    bool   // between BEGIN and COMMIT
-	openLen int    // messages published in the open transaction
-	pending []txn  // committed, not yet fully confirmed, in commit order
+	open    bool // between BEGIN and COMMIT
+	openLen int  // messages published in the open transaction
+	// pending[head:] are the transactions committed and not yet fully
+	// confirmed, in commit order: a queue whose front moves by head, so an
+	// acknowledgement does not copy the rest (with single-row transactions
+	// and a full window, that copy was the tracker's main cost).
+	pending []txn
+	head    int
 	lastSeq uint64 // highest sequence number published
 
 	// next is the lowest sequence number not yet confirmed: every sequence
@@ -123,7 +128,7 @@ func (t *Tracker) Commit(end LSN, at time.Time) error {
 	}
 	t.open = false
 	t.received = max(t.received, end)
-	if n := len(t.pending); n > 0 && t.openLen == 0 {
+	if n := len(t.pending); n > t.head && t.openLen == 0 {
 		// A transaction that published nothing (another table's, a
 		// heartbeat's) can be acknowledged exactly when the one before it
 		// can: it moves that one's end instead of queueing. So pending holds
@@ -180,7 +185,11 @@ func (t *Tracker) confirmOne(seq uint64) {
 	if _, bad := t.failed[seq]; bad {
 		return
 	}
-	t.ahead[seq] = struct{}{}
+	if seq == t.next && seq <= t.lastSeq {
+		t.next++ // the usual case, in order: no trip through ahead
+	} else {
+		t.ahead[seq] = struct{}{}
+	}
 	t.absorb()
 }
 
@@ -198,7 +207,7 @@ func (t *Tracker) absorb() {
 // advance acknowledges the longest prefix of committed transactions whose
 // messages are all confirmed, then, when idle, the keepalive position.
 func (t *Tracker) advance() {
-	n := 0
+	n := t.head
 	for ; n < len(t.pending) && t.pending[n].lastSeq < t.next; n++ {
 		t.confirmed = max(t.confirmed, t.pending[n].end)
 		t.confirmedMsgs += uint64(t.pending[n].msgs)
@@ -206,10 +215,16 @@ func (t *Tracker) advance() {
 			t.confirmedAt = t.pending[n].at
 		}
 	}
-	if n > 0 {
-		t.pending = append(t.pending[:0], t.pending[n:]...)
+	t.head = n
+	switch {
+	case t.head == len(t.pending):
+		t.pending, t.head = t.pending[:0], 0
+	case t.head >= 256 && 2*t.head >= len(t.pending):
+		// Reclaim the front once it is most of the slice: each entry is
+		// copied at most once per time the queue doubles.
+		t.pending, t.head = append(t.pending[:0], t.pending[t.head:]...), 0
 	}
-	if !t.open && len(t.pending) == 0 {
+	if !t.open && t.head == len(t.pending) {
 		t.confirmed = max(t.confirmed, t.serverEnd)
 	}
 }
@@ -252,7 +267,7 @@ func (p Positions) Idle() bool { return p.Unacked == 0 && p.InFlight == 0 }
 func (t *Tracker) Positions() Positions {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	unacked := len(t.pending)
+	unacked := len(t.pending) - t.head
 	if t.open {
 		unacked++
 	}

@@ -265,3 +265,57 @@ func TestTrackerStaysBoundedBehindAnUnconfirmedMessage(t *testing.T) {
 	assert.Equal(t, end, p.Confirmed)
 	assert.True(t, p.Idle())
 }
+
+// A long queue of single-row transactions, confirmed in order and out of
+// order, crosses the points where the queue's front is reclaimed: every
+// confirmed position is the end of the last transaction whose messages are
+// all confirmed, never further.
+func TestTrackerLongQueue(t *testing.T) {
+	const n = 3000
+	tr := New(0)
+	end := func(i uint64) LSN { return LSN(1000 + 10*i) }
+	for i := uint64(1); i <= n; i++ {
+		require.NoError(t, tr.Begin())
+		require.NoError(t, tr.Published(i))
+		require.NoError(t, tr.Commit(end(i), time.Time{}))
+	}
+	assert.Equal(t, n, tr.Positions().Unacked)
+	// In order up to 1000, then every even tag before the odd ones up to 2000.
+	for i := uint64(1); i <= 1000; i++ {
+		tr.Confirm(i, false)
+		require.Equal(t, end(i), tr.Positions().Confirmed, "after confirm %d", i)
+	}
+	for i := uint64(1002); i <= 2000; i += 2 {
+		tr.Confirm(i, false)
+		require.Equal(t, end(1000), tr.Positions().Confirmed, "tag 1001 is not confirmed yet")
+	}
+	for i := uint64(1001); i < 2000; i += 2 {
+		tr.Confirm(i, false)
+		require.Equal(t, end(i+1), tr.Positions().Confirmed, "after confirm %d", i)
+	}
+	tr.Confirm(n, true)
+	p := tr.Positions()
+	assert.Equal(t, end(n), p.Confirmed)
+	assert.Zero(t, p.Unacked)
+	assert.Zero(t, p.InFlight)
+	assert.Equal(t, uint64(n), p.ConfirmedMessages)
+}
+
+// BenchmarkTrackerSingleRowTransactions is the tracker's work per message
+// with single-row transactions and a full window of 1000: Begin, Published,
+// Commit, and the confirm of the message 1000 before.
+func BenchmarkTrackerSingleRowTransactions(b *testing.B) {
+	const window = 1000
+	tr := New(0)
+	var seq uint64
+	b.ReportAllocs()
+	for b.Loop() {
+		seq++
+		_ = tr.Begin()
+		_ = tr.Published(seq)
+		_ = tr.Commit(LSN(seq*10), time.Time{})
+		if seq > window {
+			tr.Confirm(seq-window, false)
+		}
+	}
+}

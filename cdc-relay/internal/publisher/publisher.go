@@ -70,13 +70,13 @@ type Handler interface {
 // takes them in publishing order. With several, a message goes to the
 // channel its route picks (the relay routes by aggregate), so messages of
 // one route keep their order and others may pass each other; the window
-// bounds them all together.
+// bounds them all together, from the oldest unconfirmed message on.
 type Publisher struct {
 	conn     *amqp.Connection
 	exchange string
 	chans    []*channel
 
-	slots  chan struct{} // the window: one token per unconfirmed message
+	win    *window // the unconfirmed messages
 	closed chan *amqp.Error
 	blocks chan amqp.Blocking
 	// blocked is set while the broker blocks the connection: it does not
@@ -169,7 +169,7 @@ func open(conn *amqp.Connection, exchange string, window, channels int) (*Publis
 	p := &Publisher{
 		conn:     conn,
 		exchange: exchange,
-		slots:    make(chan struct{}, window),
+		win:      newWindow(window),
 		closed:   conn.NotifyClose(make(chan *amqp.Error, 1)),
 		blocks:   conn.NotifyBlocked(make(chan amqp.Blocking, 4)),
 	}
@@ -202,25 +202,12 @@ func open(conn *amqp.Connection, exchange string, window, channels int) (*Publis
 	return p, nil
 }
 
-// Acquire takes a window slot, waiting while the window is full.
-func (p *Publisher) Acquire(ctx context.Context) error {
-	select {
-	case p.slots <- struct{}{}:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
-}
+// Acquire takes a place in the window, waiting while it is closed (full,
+// or filled and not yet a quarter confirmed).
+func (p *Publisher) Acquire(ctx context.Context) error { return p.win.acquire(ctx) }
 
-// TryAcquire takes a window slot if one is free.
-func (p *Publisher) TryAcquire() bool {
-	select {
-	case p.slots <- struct{}{}:
-		return true
-	default:
-		return false
-	}
-}
+// TryAcquire takes a place in the window if it is open.
+func (p *Publisher) TryAcquire() bool { return p.win.tryAcquire() }
 
 // Publish sends msg with routing key key as persistent and mandatory on
 // the first channel, and returns its sequence number (1, 2, ...). The caller
@@ -249,7 +236,7 @@ func (p *Publisher) PublishTo(ctx context.Context, exchange, key, route string, 
 	dc, err := c.ch.PublishWithDeferredConfirmWithContext(ctx, exchange, key, true, false, msg)
 	if err != nil {
 		c.mu.Unlock()
-		<-p.slots
+		p.win.cancel()
 		return 0, fmt.Errorf("publish message %s: %w", msg.MessageId, err)
 	}
 	p.seq++
@@ -360,7 +347,7 @@ func (c *channel) seqOf(id string) uint64 {
 }
 
 // InFlight is the number of unconfirmed messages.
-func (p *Publisher) InFlight() int { return len(p.slots) }
+func (p *Publisher) InFlight() int { return p.win.inFlight() }
 
 // Confirms delivers confirms and returns to h until ctx ends (nil), the
 // broker closes a channel or the connection (ErrClosed), or a message is
@@ -439,11 +426,11 @@ func (p *Publisher) confirmLoop(ctx context.Context, c *channel, h Handler) erro
 				f := &Failure{Err: ErrNacked, Tag: fl.seq, MessageID: fl.id, RoutingKey: fl.key,
 					Reason: "the broker could not store it (disk or memory alarm, queue limit, or an internal error)"}
 				h.Failed(f)
-				<-p.slots
+				p.win.settle(fl.seq)
 				return f
 			}
 			h.Confirmed(fl.seq, fl.at, fl.committed)
-			<-p.slots
+			p.win.settle(fl.seq)
 		case err := <-c.closed:
 			return p.channelClosed(c, err)
 		}

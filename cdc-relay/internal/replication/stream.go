@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/jackc/pglogrepl"
@@ -17,13 +18,17 @@ import (
 type Stream struct {
 	conn *pgconn.PgConn
 
-	// A deadline context is reused across Receive calls until it expires:
-	// making one (and its timer) per message was a measurable part of the
-	// relay's CPU while draining.
-	rctx      context.Context
+	// Receive bounds its read by the socket's read deadline, not by a
+	// context: pgconn watches a context with a goroutine of its own per
+	// call, which was a tenth of the relay's CPU while draining (the
+	// goroutine, its wake-ups, a timer per message). The parent context
+	// still interrupts a read at once: when it ends, rstop's function sets
+	// the deadline in the past. rmu orders that against Receive setting
+	// the deadline, so an end is never overwritten by a later deadline.
+	rmu       sync.Mutex
 	rparent   context.Context
+	rstop     func() bool
 	rdeadline time.Time
-	rcancel   context.CancelFunc
 }
 
 // Open opens a replication connection to the database of dbURL.
@@ -157,10 +162,15 @@ var ErrStreamEnded = errors.New("the server ended the replication stream")
 // Receive reads the next message until deadline (or an earlier one it is
 // still using): a Keepalive or a Data.
 func (s *Stream) Receive(parent context.Context, deadline time.Time) (Message, error) {
-	ctx := s.receiveContext(parent, deadline)
-	raw, err := s.conn.ReceiveMessage(ctx)
+	if err := s.armRead(parent, deadline); err != nil {
+		return nil, fmt.Errorf("receive from replication stream: %w", err)
+	}
+	raw, err := s.conn.ReceiveMessage(context.Background())
 	if err != nil {
-		if pgconn.Timeout(err) && ctx.Err() != nil && errors.Is(ctx.Err(), context.DeadlineExceeded) {
+		if pgconn.Timeout(err) {
+			if perr := parent.Err(); perr != nil {
+				return nil, fmt.Errorf("receive from replication stream: %w", perr)
+			}
 			return nil, ErrTimeout
 		}
 		return nil, fmt.Errorf("receive from replication stream: %w", err)
@@ -183,6 +193,7 @@ func (s *Stream) Receive(parent context.Context, deadline time.Time) (Message, e
 // moment, to name the cause: a shutting-down server sends an ErrorResponse
 // (57P01, terminating connection due to administrator command).
 func (s *Stream) ended(parent context.Context, what string) error {
+	s.disarmRead()
 	ctx, cancel := context.WithTimeout(parent, 200*time.Millisecond)
 	defer cancel()
 	for range 4 {
@@ -200,16 +211,45 @@ func (s *Stream) ended(parent context.Context, what string) error {
 	return fmt.Errorf("%w (%s)", ErrStreamEnded, what)
 }
 
-func (s *Stream) receiveContext(parent context.Context, deadline time.Time) context.Context {
-	if s.rctx != nil && s.rparent == parent && !s.rdeadline.After(deadline) && s.rctx.Err() == nil {
-		return s.rctx
+// armRead sets the socket's read deadline for one Receive, and makes sure
+// that parent's end interrupts the read.
+func (s *Stream) armRead(parent context.Context, deadline time.Time) error {
+	s.rmu.Lock()
+	defer s.rmu.Unlock()
+	if parent != s.rparent {
+		if s.rstop != nil {
+			s.rstop()
+		}
+		s.rparent = parent
+		s.rstop = context.AfterFunc(parent, func() {
+			s.rmu.Lock()
+			defer s.rmu.Unlock()
+			s.rdeadline = time.Unix(1, 0)
+			_ = s.conn.Conn().SetReadDeadline(s.rdeadline)
+		})
 	}
-	if s.rcancel != nil {
-		s.rcancel()
+	if err := parent.Err(); err != nil {
+		return err
 	}
-	s.rctx, s.rcancel = context.WithDeadline(parent, deadline)
-	s.rparent, s.rdeadline = parent, deadline
-	return s.rctx
+	if !deadline.Equal(s.rdeadline) {
+		if err := s.conn.Conn().SetReadDeadline(deadline); err != nil {
+			return err
+		}
+		s.rdeadline = deadline
+	}
+	return nil
+}
+
+// disarmRead clears Receive's deadline and its watch of a parent, before
+// the connection is used otherwise.
+func (s *Stream) disarmRead() {
+	s.rmu.Lock()
+	defer s.rmu.Unlock()
+	if s.rstop != nil {
+		s.rstop()
+	}
+	s.rparent, s.rstop, s.rdeadline = nil, nil, time.Time{}
+	_ = s.conn.Conn().SetReadDeadline(time.Time{})
 }
 
 // statusWriteTimeout bounds a status update when ctx has no deadline: a
@@ -254,9 +294,7 @@ const closeTimeout = 5 * time.Second
 // Close ends the stream and the connection, within ctx's deadline or
 // closeTimeout.
 func (s *Stream) Close(ctx context.Context) error {
-	if s.rcancel != nil {
-		s.rcancel()
-	}
+	s.disarmRead()
 	if _, ok := ctx.Deadline(); !ok {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, closeTimeout)

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pglogrepl"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -106,4 +107,66 @@ func TestStreamWritesHaveDeadlines(t *testing.T) {
 	began = time.Now()
 	_ = s.Close(cctx)
 	assert.Less(t, time.Since(began), 3*time.Second, "closing the stream waited past its deadline")
+}
+
+// Receive gives up at its deadline and leaves the stream usable; the end
+// of its parent context interrupts a read at once, even one whose
+// deadline is far off, and even when the parent ends between two reads.
+func TestReceiveDeadlinesAndInterruption(t *testing.T) {
+	dbURL := testenv.NewDatabase(t)
+	ctx := context.Background()
+	ctl, err := Connect(ctx, dbURL)
+	require.NoError(t, err)
+	defer ctl.Close(ctx)
+	require.NoError(t, migrations.Apply(ctx, ctl, migrations.Outbox()))
+	target := Target{Slot: testenv.RandomName("t_slot_"), Publication: "cdc_relay_outbox", Schema: "public", Table: "outbox"}
+	t.Cleanup(func() { testenv.DropSlot(t, dbURL, target.Slot) })
+	s, err := Open(ctx, dbURL)
+	require.NoError(t, err)
+	defer s.Close(ctx)
+	created, err := s.CreateSlot(ctx, target.Slot, false)
+	require.NoError(t, err)
+	require.NoError(t, s.Start(ctx, target, created.ConsistentPoint))
+
+	// Past the deadline with nothing to read (keepalives may come first).
+	deadline := time.Now().Add(200 * time.Millisecond)
+	for {
+		_, err := s.Receive(ctx, deadline)
+		if err != nil {
+			require.ErrorIs(t, err, ErrTimeout)
+			break
+		}
+	}
+	// Still usable: a row written now is read.
+	_, err = ctl.Exec(ctx, `INSERT INTO outbox (aggregate_type, aggregate_id, event_type, routing_key, payload) VALUES ('t', '1', 't.x', 'k', '{}')`)
+	require.NoError(t, err)
+	var inserted bool
+	for !inserted {
+		msg, err := s.Receive(ctx, time.Now().Add(10*time.Second))
+		require.NoError(t, err)
+		if d, ok := msg.(Data); ok {
+			_, inserted = d.Message.(*pglogrepl.InsertMessage)
+		}
+	}
+
+	// A parent that ends during a read far from its deadline.
+	parent, cancel := context.WithCancel(ctx)
+	time.AfterFunc(150*time.Millisecond, cancel)
+	began := time.Now()
+	for {
+		_, err := s.Receive(parent, time.Now().Add(time.Minute))
+		if err != nil {
+			require.ErrorIs(t, err, context.Canceled)
+			break
+		}
+	}
+	assert.Less(t, time.Since(began), 5*time.Second, "the end of the parent did not interrupt the read")
+	// A parent already ended is refused without reading.
+	_, err = s.Receive(parent, time.Now().Add(time.Minute))
+	require.ErrorIs(t, err, context.Canceled)
+	// And a new parent reads again.
+	_, err = s.Receive(ctx, time.Now().Add(100*time.Millisecond))
+	if err != nil {
+		require.ErrorIs(t, err, ErrTimeout)
+	}
 }

@@ -51,6 +51,11 @@ type Row struct {
 type Layout struct {
 	pos [numCols]int
 	n   int
+
+	// The last created_at read and its value: the rows of a transaction
+	// share it (DEFAULT now() is the transaction's start).
+	lastCreated []byte
+	lastTime    time.Time
 }
 
 // ErrSchema reports an outbox table that lacks a column the relay needs.
@@ -89,7 +94,7 @@ var ErrRow = errors.New("bad outbox row")
 // (NULL, where the table lacks the outbox's NOT NULL) or a created_at that
 // does not parse makes the row a poison row: the error is a *PoisonError
 // naming the column, and the row holds every column that could be read.
-func (l Layout) Decode(tuple *pglogrepl.TupleData) (Row, error) {
+func (l *Layout) Decode(tuple *pglogrepl.TupleData) (Row, error) {
 	if tuple == nil || len(tuple.Columns) != l.n {
 		return Row{}, fmt.Errorf("%w: tuple has %d columns, relation has %d", ErrRow, lenTuple(tuple), l.n)
 	}
@@ -116,9 +121,16 @@ func (l Layout) Decode(tuple *pglogrepl.TupleData) (Row, error) {
 		Payload:       vals[colPayload],
 		Headers:       vals[colHeaders],
 	}
-	if vals[colCreatedAt] != nil {
-		if err := typeMap.Scan(pgtype.TimestamptzOID, pgtype.TextFormatCode, vals[colCreatedAt], &r.CreatedAt); err != nil && bad == nil {
-			bad = &PoisonError{Field: "created_at", Reason: fmt.Sprintf("created_at %q: %v", vals[colCreatedAt], err)}
+	if raw := vals[colCreatedAt]; raw != nil {
+		if l.lastCreated != nil && bytes.Equal(raw, l.lastCreated) {
+			r.CreatedAt = l.lastTime
+		} else if t, err := parseTimestamptz(raw); err != nil {
+			if bad == nil {
+				bad = &PoisonError{Field: "created_at", Reason: fmt.Sprintf("created_at %q: %v", raw, err)}
+			}
+		} else {
+			r.CreatedAt = t
+			l.lastCreated, l.lastTime = append(l.lastCreated[:0], raw...), t
 		}
 	}
 	if bad != nil {
@@ -129,6 +141,59 @@ func (l Layout) Decode(tuple *pglogrepl.TupleData) (Row, error) {
 }
 
 var typeMap = pgtype.NewMap()
+
+// isoTimestamptz is how the walsender prints a timestamptz with DateStyle
+// ISO and TimeZone UTC, which the relay sets on its replication connection:
+// 2026-11-25 10:15:44.123456+00.
+const isoTimestamptz = "2006-01-02 15:04:05.999999999Z07"
+
+// walsenderShape reports whether raw is exactly the walsender's layout:
+// YYYY-MM-DD HH:MM:SS, an optional fraction of 1 to 6 digits, then a
+// whole-hour offset (+00). Anything looser goes to pgx, which is stricter
+// than time.Parse (a one-digit hour, year 0000).
+func walsenderShape(raw []byte) bool {
+	const fixed = "dddd-dd-dd dd:dd:dd"
+	if len(raw) < len(fixed)+3 {
+		return false
+	}
+	for i := range len(fixed) {
+		if c := raw[i]; fixed[i] == 'd' && (c < '0' || c > '9') || fixed[i] != 'd' && c != fixed[i] {
+			return false
+		}
+	}
+	if string(raw[:4]) == "0000" {
+		return false
+	}
+	rest := raw[len(fixed):]
+	if rest[0] == '.' {
+		n := 1
+		for n < len(rest) && n <= 7 && rest[n] >= '0' && rest[n] <= '9' {
+			n++
+		}
+		if n == 1 || n > 7 {
+			return false
+		}
+		rest = rest[n:]
+	}
+	return len(rest) == 3 && (rest[0] == '+' || rest[0] == '-') &&
+		rest[1] >= '0' && rest[1] <= '9' && rest[2] >= '0' && rest[2] <= '9'
+}
+
+// parseTimestamptz reads a timestamptz in text format: that layout at
+// once, anything else (infinity, BC, years past 9999, another zone
+// format) as pgx reads it.
+func parseTimestamptz(raw []byte) (time.Time, error) {
+	if walsenderShape(raw) {
+		if t, err := time.Parse(isoTimestamptz, string(raw)); err == nil {
+			return t, nil
+		}
+	}
+	var t time.Time
+	if err := typeMap.Scan(pgtype.TimestamptzOID, pgtype.TextFormatCode, raw, &t); err != nil {
+		return time.Time{}, err
+	}
+	return t, nil
+}
 
 func lenTuple(t *pglogrepl.TupleData) int {
 	if t == nil {

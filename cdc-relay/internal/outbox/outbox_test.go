@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/jackc/pglogrepl"
+	"github.com/jackc/pgx/v5/pgtype"
 	amqp "github.com/rabbitmq/amqp091-go"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -252,4 +253,44 @@ func BenchmarkMap(b *testing.B) {
 	for b.Loop() {
 		_, _ = m.Map(r)
 	}
+}
+
+// parseTimestamptz reads what pgx reads, the same instant, on the layout
+// the walsender prints and on every other.
+func TestParseTimestamptzAgreesWithPgx(t *testing.T) {
+	for _, in := range []string{
+		"2026-11-25 10:15:44.123456+00", "2026-11-25 10:15:44+00", "2026-11-25 10:15:44.1+00",
+		"2026-11-25 10:15:44.123456+05:30", "2026-11-25 10:15:44.123456-08", "1999-12-31 23:59:59.999999+00",
+		"0001-01-01 00:00:00+00", "2026-11-25 10:15:44.123456+00 BC", "infinity", "-infinity",
+		"12026-11-25 10:15:44+00", "2026-02-30 10:15:44+00", "not a time", "",
+	} {
+		var want time.Time
+		wantErr := typeMap.Scan(pgtype.TimestamptzOID, pgtype.TextFormatCode, []byte(in), &want)
+		got, err := parseTimestamptz([]byte(in))
+		if wantErr != nil {
+			assert.Error(t, err, "%q", in)
+			continue
+		}
+		if assert.NoError(t, err, "%q", in) {
+			assert.True(t, want.Equal(got), "%q: got %v, pgx reads %v", in, got, want)
+		}
+	}
+}
+
+// FuzzParseTimestamptz: for any text, the fast path never disagrees with pgx.
+func FuzzParseTimestamptz(f *testing.F) {
+	for _, s := range []string{"2026-11-25 10:15:44.123456+00", "2026-11-25 10:15:44+05:30", "infinity"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, in string) {
+		var want time.Time
+		wantErr := typeMap.Scan(pgtype.TimestamptzOID, pgtype.TextFormatCode, []byte(in), &want)
+		got, err := parseTimestamptz([]byte(in))
+		if (wantErr == nil) != (err == nil) {
+			t.Fatalf("%q: pgx error %v, ours %v", in, wantErr, err)
+		}
+		if err == nil && !want.Equal(got) {
+			t.Fatalf("%q: got %v, pgx reads %v", in, got, want)
+		}
+	})
 }

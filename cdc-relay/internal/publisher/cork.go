@@ -10,14 +10,20 @@ import (
 // corkDelay is the longest a frame waits in corkedConn before it is sent.
 const corkDelay = 250 * time.Microsecond
 
-// corkedConn gathers the broker connection's writes for up to corkDelay.
+// corkedConn gathers the broker connection's writes until the relay goes
+// back to the database for more WAL (flushNow, called before each read of
+// the replication socket), or for up to corkDelay when nothing calls it.
 // amqp091 flushes its own buffer after every publish, so a drain at a few
 // thousand messages a second paid one write(2) per message, the largest
-// single item in the relay's CPU profile. Corked, a burst of publishes
-// leaves in a few large writes, for at most corkDelay of added latency.
-// A write that comes after a quiet spell of corkDelay goes out at once, so
-// a trickle of messages (the common case) waits for nothing; heartbeats and
-// the handshake go through the same rule.
+// single item in the relay's CPU profile. Corked, the messages decoded
+// from one read of the replication socket leave in one write.
+//
+// The timer is only the fallback (heartbeats, the handshake, a publisher
+// waiting for the window): a timer of under a millisecond fires a
+// millisecond or more late in a process idle in epoll_wait, whose timeout
+// is in milliseconds, and later still on a busy machine, so a message that
+// waited for it paid that in commit-to-consumer latency. A write that comes
+// after a quiet spell of corkDelay goes out at once.
 type corkedConn struct {
 	net.Conn
 
@@ -60,6 +66,23 @@ func (c *corkedConn) Write(p []byte) (int, error) {
 		c.timer.Reset(corkDelay)
 	}
 	return n, nil
+}
+
+// flushNow sends what is buffered. It does not wait for a Write or a timer
+// flush that holds the buffer (one blocked by a broker that stopped
+// reading): that one sends it.
+func (c *corkedConn) flushNow() {
+	if !c.mu.TryLock() {
+		return
+	}
+	defer c.mu.Unlock()
+	if c.err != nil || c.w.Buffered() == 0 {
+		return
+	}
+	c.timer.Stop()
+	c.armed = false
+	c.last = c.now()
+	c.err = c.w.Flush()
 }
 
 func (c *corkedConn) flushTimer() {

@@ -61,6 +61,23 @@ func TestCorkedConn(t *testing.T) {
 		require.Eventually(t, func() bool { return len(rc.snapshot()) == 2 }, time.Second, time.Millisecond)
 		assert.Equal(t, [][]byte{[]byte("a"), []byte("bcd")}, rc.snapshot())
 	})
+	t.Run("flushNow sends a burst at once, without the timer", func(t *testing.T) {
+		rc := &recConn{}
+		c := cork(rc)
+		at := time.Now()
+		c.now = func() time.Time { return at }
+		for _, s := range []string{"a", "b", "c"} {
+			_, err := c.Write([]byte(s))
+			require.NoError(t, err)
+		}
+		c.flushNow()
+		assert.Equal(t, [][]byte{[]byte("a"), []byte("bc")}, rc.snapshot(), "sent before flushNow returned")
+		c.flushNow() // nothing buffered: no write
+		assert.Len(t, rc.snapshot(), 2)
+		_, err := c.Write([]byte("d")) // the timer was stopped and disarmed: d arms it again
+		require.NoError(t, err)
+		require.Eventually(t, func() bool { return len(rc.snapshot()) == 3 }, time.Second, time.Millisecond)
+	})
 	t.Run("a failed timer flush is returned by the next write", func(t *testing.T) {
 		rc := &recConn{}
 		c := cork(rc)
@@ -83,6 +100,35 @@ func TestCorkedConn(t *testing.T) {
 		assert.True(t, rc.closed)
 		assert.Equal(t, [][]byte{[]byte("a"), []byte("b")}, rc.snapshot())
 	})
+}
+
+// flushNow runs before each read of the replication socket: a write blocked
+// by a broker that stopped reading must not hold it.
+func TestCorkedConnFlushNowDoesNotWait(t *testing.T) {
+	a, b := net.Pipe() // nobody reads b: writes to a block
+	defer b.Close()
+	c := cork(a)
+	done := make(chan error, 1)
+	go func() {
+		_, err := c.Write([]byte("stuck"))
+		done <- err
+	}()
+	require.Eventually(t, func() bool {
+		if c.mu.TryLock() {
+			c.mu.Unlock()
+			return false
+		}
+		return true
+	}, 5*time.Second, time.Millisecond, "the write holds the buffer")
+	flushed := make(chan struct{})
+	go func() { c.flushNow(); close(flushed) }()
+	select {
+	case <-flushed:
+	case <-time.After(5 * time.Second):
+		t.Fatal("flushNow waited for the blocked write")
+	}
+	c.abort()
+	require.Error(t, <-done)
 }
 
 // A peer that stops reading must not hold the relay: abort ends a blocked

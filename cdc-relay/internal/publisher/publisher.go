@@ -1,5 +1,6 @@
 // Package publisher publishes outbox messages to RabbitMQ on one channel in
-// confirm mode, with a bounded window of unconfirmed messages (design §4.3).
+// confirm mode, with a bounded window of unconfirmed messages
+// (docs/contracts.md, "Stream and acknowledgement rules").
 // Every message is persistent and mandatory; a message the broker returns
 // (unroutable) or nacks ends the channel's session with an error, so that the
 // relay restarts from its last confirmed position instead of acking past it.
@@ -243,6 +244,17 @@ func (p *Publisher) PublishTo(ctx context.Context, exchange, key, route string, 
 	c.flight[c.slot(dc.DeliveryTag)] = flight{tag: dc.DeliveryTag, seq: p.seq, id: msg.MessageId, key: key, size: len(msg.Body), at: now, committed: committed}
 	c.mu.Unlock()
 	return p.seq, nil
+}
+
+// Flush sends the publishes the connection holds back (see corkedConn) at
+// once. The relay calls it before it reads more WAL, so what it decoded
+// from one read leaves in one write, without waiting for a timer. It does
+// nothing while the broker blocks the connection: the write would wait.
+func (p *Publisher) Flush() {
+	if p.sock == nil || p.blocked.Load() {
+		return
+	}
+	p.sock.flushNow()
 }
 
 // routeIndex picks one of n channels for route (FNV-1a).

@@ -295,6 +295,8 @@ func (r *Relay) session(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	// What one read of WAL made leaves for the broker before the next read.
+	stream.OnRead(pub.Flush)
 	defer func() {
 		cctx, cancel := closing(ctx)
 		defer cancel()

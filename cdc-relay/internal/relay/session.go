@@ -418,6 +418,7 @@ func (s *session) acquire(ctx context.Context) error {
 		}
 	}
 	for !s.pub.TryAcquire() {
+		s.pub.Flush() // the broker must have them all to confirm them
 		wait, cancel := context.WithTimeout(ctx, statusGap)
 		err := s.pub.Acquire(wait)
 		cancel()

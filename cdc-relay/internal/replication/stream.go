@@ -4,8 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pglogrepl"
@@ -29,6 +31,8 @@ type Stream struct {
 	rparent   context.Context
 	rstop     func() bool
 	rdeadline time.Time
+
+	beforeRead *atomic.Pointer[func()] // see OnRead
 }
 
 // Open opens a replication connection to the database of dbURL.
@@ -50,11 +54,42 @@ func Open(ctx context.Context, dbURL string) (*Stream, error) {
 }
 
 func openConfig(ctx context.Context, cfg *pgconn.Config) (*Stream, error) {
+	hook := new(atomic.Pointer[func()])
+	dial := cfg.DialFunc
+	if dial == nil {
+		dial = (&net.Dialer{}).DialContext
+	}
+	cfg.DialFunc = func(ctx context.Context, network, addr string) (net.Conn, error) {
+		c, err := dial(ctx, network, addr)
+		if err != nil {
+			return nil, err
+		}
+		return &hookedConn{Conn: c, beforeRead: hook}, nil
+	}
 	conn, err := pgconn.ConnectConfig(ctx, cfg)
 	if err != nil {
 		return nil, connectError(err)
 	}
-	return &Stream{conn: conn}, nil
+	return &Stream{conn: conn, beforeRead: hook}, nil
+}
+
+// OnRead makes fn run before each read of the replication socket: pgconn
+// reads in chunks, so that is once the messages of the last chunk are all
+// handled. The relay sends its corked publishes then (see
+// publisher.Publisher.Flush). fn must not block.
+func (s *Stream) OnRead(fn func()) { s.beforeRead.Store(&fn) }
+
+// hookedConn is the replication socket, running a hook before each read.
+type hookedConn struct {
+	net.Conn
+	beforeRead *atomic.Pointer[func()]
+}
+
+func (c *hookedConn) Read(p []byte) (int, error) {
+	if fn := c.beforeRead.Load(); fn != nil {
+		(*fn)()
+	}
+	return c.Conn.Read(p)
 }
 
 // System is what IDENTIFY_SYSTEM tells of the server.

@@ -5,6 +5,7 @@ import (
 	"net"
 	"os"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -137,17 +138,25 @@ func TestReceiveDeadlinesAndInterruption(t *testing.T) {
 			break
 		}
 	}
-	// Still usable: a row written now is read.
+	// Still usable: a row written now is read. The OnRead hook runs
+	// before the socket is read: before each wait for the server, not once
+	// per message.
+	var hooked atomic.Int64
+	s.OnRead(func() { hooked.Add(1) })
 	_, err = ctl.Exec(ctx, `INSERT INTO outbox (aggregate_type, aggregate_id, event_type, routing_key, payload) VALUES ('t', '1', 't.x', 'k', '{}')`)
 	require.NoError(t, err)
 	var inserted bool
+	messages := 0
 	for !inserted {
 		msg, err := s.Receive(ctx, time.Now().Add(10*time.Second))
 		require.NoError(t, err)
+		messages++
 		if d, ok := msg.(Data); ok {
 			_, inserted = d.Message.(*pglogrepl.InsertMessage)
 		}
 	}
+	assert.Positive(t, hooked.Load(), "the hook never ran")
+	assert.LessOrEqual(t, hooked.Load(), int64(messages), "the hook ran more often than the socket can have been read")
 
 	// A parent that ends during a read far from its deadline.
 	parent, cancel := context.WithCancel(ctx)

@@ -1,7 +1,8 @@
 # The project's commands. `make test` runs every test; `make help` lists the
 # targets.
 #
-# Where the tests get Postgres and RabbitMQ (design §7):
+# Where the tests get Postgres and RabbitMQ (docs/contracts.md, "Where
+# Postgres and RabbitMQ come from"):
 #   - SAGA_TEST_PG_URL and SAGA_TEST_AMQP_URL, when set;
 #   - else containers started by the tests with testcontainers-go, when a
 #     Docker engine answers;

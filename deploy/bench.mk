@@ -1,4 +1,4 @@
-# `make bench`: issue 6's benchmarks (tests/bench) in one run, about ten
+# `make bench`: the benchmarks of tests/bench in one run, about ten
 # minutes on a 2-core machine. Prints one table and writes
 # docs/benchmarks.md. Postgres and RabbitMQ come as for `make test`:
 # SAGA_TEST_PG_URL / SAGA_TEST_AMQP_URL, else a Docker engine, else

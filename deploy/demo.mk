@@ -1,5 +1,6 @@
-# Targets to run the system (issue 5, design §8). The Makefile includes this
-# file; it also works alone: make -f deploy/demo.mk demo.
+# Targets to run the system (docs/deploy.md; docs/contracts.md, "The
+# newcomer's two commands"). The Makefile includes this file; it also works
+# alone: make -f deploy/demo.mk demo.
 #
 #   make demo          the whole system with the gateway on :8080: the compose
 #                      demo when a Docker engine answers, else plain processes

@@ -29,8 +29,9 @@ type Migration struct {
 // Set is an ordered list of migrations for one database.
 type Set []Migration
 
-// Outbox is the outbox table and its publication (design §3): the part every
-// service database shares, and all cdc-relay needs.
+// Outbox is the outbox table and its publication (docs/contracts.md, "The
+// outbox table"): the part every service database shares, and all cdc-relay
+// needs.
 func Outbox() Set { return mustLoad(files, "outbox") }
 
 // Order is the order service's database: the outbox, then its inbox and
@@ -38,7 +39,7 @@ func Outbox() Set { return mustLoad(files, "outbox") }
 func Order() Set { return append(Outbox(), mustLoad(files, "order")...) }
 
 // Stock is the stock service's database: the outbox, then its inbox, stock
-// and reservation tables, and the seed products "1" and "2".
+// and reservation tables, and the initial products "1" and "2".
 func Stock() Set { return append(Outbox(), mustLoad(files, "stock")...) }
 
 // Payment is the payment service's database: the outbox, then its inbox and

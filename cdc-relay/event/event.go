@@ -1,7 +1,8 @@
 // Package event is the public contract between cdc-relay and the services
 // that consume what it publishes: the AMQP header names the relay sets from
-// an outbox row (design §4.4) and the seed-compatible dop-msg-* headers that
-// services write into the outbox row's headers column (design §6).
+// an outbox row (docs/contracts.md, "Message mapping") and the dop-msg-*
+// headers of django-outbox-pattern that services write into the outbox row's
+// headers column (docs/contracts.md, "Messaging contract").
 //
 // It has no dependencies, so services can import it without pulling in any
 // relay internals.
@@ -26,9 +27,10 @@ const (
 	CloudEventsSpecVersion = "1.0"
 )
 
-// Headers of the seed's django-outbox-pattern library. Services write them into
-// outbox.headers so that consumers of the seed and of this project can share
-// a broker; consumers dedup on the message_id property, then on HeaderDopMsgID.
+// Headers of the django-outbox-pattern library, which the original demo used
+// (docs/origin.md). Services write them into outbox.headers so that consumers
+// built on that library and this project's can share a broker; consumers
+// dedup on the message_id property, then on HeaderDopMsgID.
 const (
 	HeaderDopMsgID          = "dop-msg-id"
 	HeaderDopMsgDestination = "dop-msg-destination" // "/exchange/saga/<routing key>"

@@ -1,9 +1,9 @@
-// Package dashboard serves the saga dashboard (issue 7): one page, with its
-// script and styles embedded with embed.FS, that places orders through the
-// API and shows each order joined with its reservation and payment, the
-// stock, and each cdc-relay's /status, polling every 500 ms like the seed's
-// Next.js dashboard did. No Node build step: the files in static/ are what
-// the browser gets.
+// Package dashboard serves the saga dashboard (docs/dashboard.md): one page,
+// with its script and styles embedded with embed.FS, that places orders
+// through the API and shows each order joined with its reservation and
+// payment, the stock, and each cdc-relay's /status, polling every 500 ms like
+// the original demo's Next.js dashboard did (docs/origin.md). No Node build
+// step: the files in static/ are what the browser gets.
 //
 // The page talks only to the gateway's paths on its own origin
 // (/order/..., /stock/..., /payment/..., /relays/<name>/status), so the

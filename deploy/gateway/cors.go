@@ -6,9 +6,9 @@ import (
 	"strings"
 )
 
-// CORS is the configuration of Kong's cors plugin that the seed enables
-// globally; SeedCORS returns the seed's values. Only the allow-all origin
-// ("*" or no origins) is supported: it is all the seed uses.
+// CORS is the configuration of Kong's cors plugin, which the demo's Kong
+// enables globally; KongCORS returns the demo's values. Only the allow-all
+// origin ("*" or no origins) is supported: it is all the demo uses.
 type CORS struct {
 	// Methods answer a preflight's Access-Control-Allow-Methods.
 	Methods []string
@@ -26,8 +26,8 @@ type CORS struct {
 	Enabled bool
 }
 
-// SeedCORS is the seed's global cors plugin (docker/kong/config/kong.yaml).
-func SeedCORS() CORS {
+// KongCORS is the global cors plugin of the demo's Kong (deploy/kong/kong.yaml).
+func KongCORS() CORS {
 	return CORS{
 		Enabled:        true,
 		Methods:        []string{"GET", "POST"},

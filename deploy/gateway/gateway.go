@@ -1,11 +1,12 @@
 // Package gateway is the demo's API gateway for machines without Docker: a
 // small reverse proxy that serves the three saga services under /order,
-// /stock and /payment the way the seed's Kong does (design §5), and each
-// relay's /status under /relays/<name>/status, and the saga dashboard page
-// (package deploy/dashboard) at /dashboard/, with / redirecting to it.
+// /stock and /payment the way the demo's Kong does (docs/contracts.md, "HTTP
+// contract"), and each relay's /status under /relays/<name>/status, and the
+// saga dashboard page (package deploy/dashboard) at /dashboard/, with /
+// redirecting to it.
 //
-// It copies the behaviour of the seed's Kong configuration
-// (docker/kong/config/kong.yaml, kept as deploy/kong/kong.yaml):
+// It copies the behaviour of the Kong configuration deploy/kong/kong.yaml
+// (the original demo's, docs/origin.md):
 //
 //   - routes are path prefixes and the prefix is stripped (Kong's default
 //     strip_path: true): GET /order/api/v1/orders/ reaches the order service

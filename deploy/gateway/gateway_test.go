@@ -130,7 +130,7 @@ func TestRelayStatus(t *testing.T) {
 }
 
 func TestCORSPreflightLikeKong(t *testing.T) {
-	h, _ := newGateway(t, SeedCORS())
+	h, _ := newGateway(t, KongCORS())
 	rec := do(h, http.MethodOptions, "/order/api/v1/orders/", map[string]string{
 		"Origin": "http://localhost:3000", "Access-Control-Request-Method": "POST",
 		"Access-Control-Request-Headers": "content-type",
@@ -160,7 +160,7 @@ func TestCORSPreflightLikeKong(t *testing.T) {
 }
 
 func TestCORSOnResponses(t *testing.T) {
-	h, _ := newGateway(t, SeedCORS())
+	h, _ := newGateway(t, KongCORS())
 	rec := do(h, http.MethodGet, "/order/api/v1/orders/", map[string]string{"Origin": "http://localhost:3000"})
 	if got := rec.Header().Values("Access-Control-Allow-Origin"); len(got) != 1 || got[0] != "http://localhost:3000" {
 		t.Errorf("Access-Control-Allow-Origin = %q, want only the request's origin", got)
@@ -218,7 +218,7 @@ func TestDashboardIsMounted(t *testing.T) {
 	page := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		_, _ = io.WriteString(w, "page "+r.URL.Path)
 	})
-	h, err := New(Config{Routes: []Route{{Prefix: "/order", Upstream: up}}, Dashboard: page, CORS: SeedCORS()})
+	h, err := New(Config{Routes: []Route{{Prefix: "/order", Upstream: up}}, Dashboard: page, CORS: KongCORS()})
 	if err != nil {
 		t.Fatal(err)
 	}

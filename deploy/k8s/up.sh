@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# up.sh: the saga on a local Kubernetes cluster with k3d, as in the seed's
-# k8s/ folder, in one script. Needs docker, k3d, kubectl and helm.
+# up.sh: the saga on a local Kubernetes cluster with k3d, as in the original
+# demo's k8s/ folder (docs/origin.md), in one script. Needs docker, k3d,
+# kubectl and helm.
 #
 #   bash deploy/k8s/up.sh      # create the cluster and install everything
 #   bash deploy/k8s/down.sh    # delete the cluster

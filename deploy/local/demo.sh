@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # demo.sh runs the whole saga system as plain processes on a Debian machine
-# without Docker (design §7, §8; `make demo` calls it when no Docker engine
-# answers):
+# without Docker (docs/contracts.md, "Where Postgres and RabbitMQ come from"
+# and "The newcomer's two commands"; `make demo` calls it when no Docker
+# engine answers):
 #
 #   bash deploy/local/demo.sh up       start what does not run (all of it the first time), print the URLs
 #   bash deploy/local/demo.sh restart NAME   restart one process (order, relay-stock, gateway, ...)
@@ -19,7 +20,7 @@
 #   order :8000, stock :8001, payment :8002        the services
 #   relay-order :9401, relay-stock :9402, relay-payment :9403
 #                                                  one cdc-relay per database, slot <name>_<service>
-#   gateway :8080                                  /order /stock /payment, like the seed's Kong,
+#   gateway :8080                                  /order /stock /payment, like the demo's Kong,
 #                                                  /relays/<service>/status, and the dashboard
 #                                                  at /dashboard/ (/ redirects to it)
 #
@@ -85,7 +86,7 @@ esac
 # that the relays carry what the services wrote before they stopped).
 readonly PROCESSES=(order stock payment relay-order relay-stock relay-payment gateway)
 
-# The seed's names on the default demo; a named demo gets its own.
+# The contract's names on the default demo; a named demo gets its own.
 if [[ "$NAME" == saga ]]; then
 	EXCHANGE=saga
 	QUEUE_PREFIX=

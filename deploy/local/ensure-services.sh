@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # ensure-services.sh makes sure this Debian machine (no Docker needed) runs what
-# the tests and the local runner need (design §7):
+# the tests and the local runner need (docs/contracts.md, "Where Postgres and
+# RabbitMQ come from"):
 #
 #   - PostgreSQL from Debian's packages on 127.0.0.1:5432, trust auth for user
 #     postgres over TCP (normal and replication connections), wal_level=logical,
@@ -233,7 +234,7 @@ ensure_rabbitmq() {
 	if [[ "$(id -u)" -eq 0 ]] && ! timeout 30 rabbitmqctl -q authenticate_user guest guest >/dev/null 2>&1; then
 		die "RabbitMQ rejects guest/guest; restore it: rabbitmqctl add_user guest guest && rabbitmqctl set_user_tags guest administrator && rabbitmqctl set_permissions -p / guest '.*' '.*' '.*'"
 	fi
-	# The management UI on :15672, as the seed's README gives it. Enabling a
+	# The management UI on :15672, as README.md gives it. Enabling a
 	# plugin on a running node needs no restart; failing to is not fatal.
 	if [[ "$(id -u)" -eq 0 ]] && ! grep -qs rabbitmq_management /etc/rabbitmq/enabled_plugins; then
 		timeout 60 rabbitmq-plugins enable --online rabbitmq_management >&2 ||

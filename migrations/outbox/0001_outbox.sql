@@ -1,6 +1,7 @@
--- The transactional outbox of design §3. Services INSERT here in the same
--- transaction as their business change; cdc-relay reads the inserts from the
--- WAL through the publication below and never queries this table.
+-- The transactional outbox of docs/contracts.md, "The outbox table". Services
+-- INSERT here in the same transaction as their business change; cdc-relay
+-- reads the inserts from the WAL through the publication below and never
+-- queries this table.
 CREATE TABLE IF NOT EXISTS outbox (
   id             uuid        PRIMARY KEY DEFAULT gen_random_uuid(),
   aggregate_type text        NOT NULL,

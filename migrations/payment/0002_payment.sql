@@ -1,5 +1,5 @@
--- Payments (the seed's core_payment): one per order. seq only orders the
--- list endpoint by insertion; it is not part of the API.
+-- Payments (the original demo's core_payment, docs/origin.md): one per order.
+-- seq only orders the list endpoint by insertion; it is not part of the API.
 CREATE TABLE IF NOT EXISTS payment (
   payment_id  uuid        PRIMARY KEY DEFAULT gen_random_uuid(),
   seq         bigint      GENERATED ALWAYS AS IDENTITY UNIQUE,

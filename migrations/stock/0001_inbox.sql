@@ -1,7 +1,8 @@
--- The inbox of design §6: one row per consumed message, written in the same
--- transaction as the business change it caused. Its primary key is the
--- message id (the AMQP message_id, else the seed's dop-msg-id header), so a
--- redelivered or replayed message finds its row and changes nothing.
+-- The inbox of docs/contracts.md, "Messaging contract": one row per consumed
+-- message, written in the same transaction as the business change it caused.
+-- Its primary key is the message id (the AMQP message_id, else the dop-msg-id
+-- header), so a redelivered or replayed message finds its row and changes
+-- nothing.
 CREATE TABLE IF NOT EXISTS inbox (
   message_id  text        PRIMARY KEY,
   queue       text        NOT NULL,

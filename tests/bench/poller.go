@@ -15,8 +15,8 @@ import (
 )
 
 // pollerDB is an outbox database for the polling relay: the outbox of
-// design §3 plus the sent_at column a polling relay marks, and the partial
-// index its query needs.
+// docs/contracts.md, "The outbox table", plus the sent_at column a polling
+// relay marks, and the partial index its query needs.
 func pollerDB(tb testing.TB) string {
 	tb.Helper()
 	dbURL := testenv.NewOutboxDatabase(tb)
@@ -154,7 +154,7 @@ func (p *poller) once(ctx context.Context, conn *pgx.Conn, pub *confirmer) (int,
 	return len(ids), nil
 }
 
-// pollMessage maps a row as the relay does (design §4.4), headers included,
+// pollMessage maps a row as the relay does (docs/contracts.md, "Message mapping"), headers included,
 // so both relays do the same work per message.
 func pollMessage(id, aggType, aggID, evType, payload, headers string, created time.Time) (amqp.Publishing, error) {
 	var h map[string]any

@@ -267,8 +267,8 @@ func checkListen(t *testing.T, s obj, name, addr string) {
 }
 
 // TestKongConfigMatchesCompose: every Kong upstream is a compose service
-// listening on that port, the seed's routes and CORS plugin are there, and
-// the demo's gateway offers the same paths.
+// listening on that port, the routes and CORS plugin of the HTTP contract are
+// there, and the demo's gateway offers the same paths.
 func TestKongConfigMatchesCompose(t *testing.T) {
 	root, services := loadCompose(t)
 	data, err := os.ReadFile(filepath.Join(root, "deploy", "kong", "kong.yaml"))
@@ -312,7 +312,7 @@ func TestKongConfigMatchesCompose(t *testing.T) {
 	plugins := kong.objs("plugins")
 	if len(plugins) != 1 || plugins[0].str("name") != "cors" || plugins[0].str("config", "credentials") != "true" ||
 		plugins[0].str("config", "max_age") != "3600" || fmt.Sprint(plugins[0].get("config", "methods")) != "[GET POST]" {
-		t.Errorf("kong.yaml plugins = %v, want the seed's global cors", kong.get("plugins"))
+		t.Errorf("kong.yaml plugins = %v, want the global cors plugin", kong.get("plugins"))
 	}
 	if !slices.Contains(services["kong"].list("volumes"), any("../kong/kong.yaml:/opt/kong/kong.yaml:ro")) {
 		t.Errorf("kong does not mount deploy/kong/kong.yaml: %v", services["kong"].list("volumes"))

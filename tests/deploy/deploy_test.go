@@ -1,5 +1,5 @@
-// Package deploy tests the ways people run the system (issue 5): the Helm
-// chart rendered in both relay modes, the compose file read as data, and
+// Package deploy tests the ways people run the system (docs/deploy.md): the
+// Helm chart rendered in both relay modes, the compose file read as data, and
 // the no-Docker demo (make demo) driven end to end through its gateway.
 package deploy
 

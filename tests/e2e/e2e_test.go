@@ -21,8 +21,9 @@ import (
 
 const deadline = 60 * time.Second
 
-// TestSagas runs the three scenarios of design §6 on one system, then the
-// duplicate, invalid-request and poison-message checks on the same system.
+// TestSagas runs the three scenarios of docs/contracts.md, "Messaging
+// contract", on one system, then the duplicate, invalid-request and
+// poison-message checks on the same system.
 func TestSagas(t *testing.T) {
 	t.Parallel()
 	s := StartSystem(t)

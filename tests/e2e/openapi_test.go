@@ -107,9 +107,10 @@ func (d *openAPI) checkValue(at string, s *schema, v any) []string {
 	return errs
 }
 
-// checkResponses holds every HTTP answer of design §5 to docs/openapi.yaml:
-// lists, the created order, field errors and 405; and that each path the
-// services serve is documented with the method used.
+// checkResponses holds every HTTP answer of docs/contracts.md, "HTTP
+// contract", to docs/openapi.yaml: lists, the created order, field errors and
+// 405; and that each path the services serve is documented with the method
+// used.
 func checkResponses(t *testing.T, s *System) {
 	t.Helper()
 	doc := loadOpenAPI(t)

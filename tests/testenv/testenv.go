@@ -1,8 +1,9 @@
 // Package testenv gives integration tests of the relay and the services their
-// Postgres and RabbitMQ (design §7), and a database, slot, exchange and queue
-// of their own with random names, removed again at cleanup, so that tests run
-// in parallel on one server and leave nothing behind (a forgotten replication
-// slot holds WAL forever).
+// Postgres and RabbitMQ (docs/contracts.md, "Where Postgres and RabbitMQ come
+// from"), and a database, slot, exchange and queue of their own with random
+// names, removed again at cleanup, so that tests run in parallel on one
+// server and leave nothing behind (a forgotten replication slot holds WAL
+// forever).
 //
 // The servers come from, in order:
 //

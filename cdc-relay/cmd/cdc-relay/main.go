@@ -1,5 +1,5 @@
 // Command cdc-relay relays a Postgres outbox table to RabbitMQ by tailing the
-// WAL through pgoutput logical replication (see design §4).
+// WAL through pgoutput logical replication (see docs/contracts.md).
 //
 //	cdc-relay run [flags]    the daemon; flags override CDC_RELAY_* variables
 //	cdc-relay slot list|create|drop|advance, publication create|show, doctor, replay

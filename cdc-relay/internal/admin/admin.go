@@ -1,6 +1,7 @@
-// Package admin is cdc-relay's operator commands (design §4.2): slot list,
-// create, drop and advance; publication create and show; doctor; and replay,
-// the repair path after a lost slot (§4.6).
+// Package admin is cdc-relay's operator commands (docs/contracts.md,
+// "Commands and exit codes"): slot list, create, drop and advance;
+// publication create and show; doctor; and replay, the repair path after a
+// lost slot (docs/contracts.md, "Loss repair and failover").
 //
 // Run is the whole contract with main: it parses args (the words after the
 // program name, such as ["slot", "drop", "--force"]), reads the CDC_RELAY_*

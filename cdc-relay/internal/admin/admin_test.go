@@ -447,7 +447,7 @@ func TestEvaluateFailover(t *testing.T) {
 	}{
 		{"ready", ready, LevelOK, "standby db2:5432", "ready for a promotion", ""},
 		{"Postgres 15 with a standby", func() Facts { f := ready(); f.Version = 150010; return f },
-			LevelWarn, "failover", "Postgres 15 has no failover slots", "Repairing a lost slot"},
+			LevelWarn, "failover", "Postgres 15 has no failover slots", "4. Repair after a lost slot"},
 		{"Postgres 15 without a standby", func() Facts { f := ready(); f.Version, f.Failover.StreamingStandbys = 150010, 0; return f },
 			LevelOK, "failover", "no standby streams", ""},
 		{"off", func() Facts { f := ready(); f.Failover.Want = "off"; return f }, LevelOK, "failover", "CDC_RELAY_SLOT_FAILOVER=off", ""},

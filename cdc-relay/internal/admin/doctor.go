@@ -235,7 +235,7 @@ func checkRelaySlot(f Facts) []Finding {
 	if i < 0 && f.OutboxHasRows {
 		// The daemon refuses this case: the rows may never have been relayed.
 		return one(LevelError, "slot", fmt.Sprintf("slot %s does not exist but %s holds rows: it was lost (dropped, or missing after a failover), and the relay will not start on it", f.Slot, f.Table),
-			fmt.Sprintf("cdc-relay slot create --slot %s; cdc-relay replay --since <commit time of the last transaction consumers received>; start the relay (docs/operations.md, \"Repairing a lost slot\")", f.Slot))
+			fmt.Sprintf("cdc-relay slot create --slot %s; cdc-relay replay --since <commit time of the last transaction consumers received>; start the relay (docs/operations.md, \"4. Repair after a lost slot\")", f.Slot))
 	}
 	if i < 0 {
 		return one(LevelWarn, "slot", fmt.Sprintf("slot %s does not exist: the relay creates it at its first start (on an empty outbox)", f.Slot),
@@ -286,7 +286,7 @@ func slotHealth(f Facts, s SlotInfo, own bool) []Finding {
 		where += " (database " + *s.Database + ")"
 	}
 	drop := fmt.Sprintf("SELECT pg_drop_replication_slot('%s');", s.Name)
-	repair := fmt.Sprintf("stop the relay; cdc-relay slot drop --slot %s; cdc-relay slot create --slot %s; cdc-relay replay --since <commit time of the last transaction consumers received>; start the relay (docs/operations.md, \"Repairing a lost slot\")", s.Name, s.Name)
+	repair := fmt.Sprintf("stop the relay; cdc-relay slot drop --slot %s; cdc-relay slot create --slot %s; cdc-relay replay --since <commit time of the last transaction consumers received>; start the relay (docs/operations.md, \"4. Repair after a lost slot\")", s.Name, s.Name)
 	keepFix := "start or fix its consumer now, or raise max_slot_wal_keep_size: ALTER SYSTEM SET max_slot_wal_keep_size = '<more>'; SELECT pg_reload_conf();"
 	retained := orDash(s.RetainedWALBytes, FormatBytes)
 	switch deref(s.WALStatus) {

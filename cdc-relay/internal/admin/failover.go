@@ -62,7 +62,7 @@ func checkFailover(f Facts) []Finding {
 			return one(LevelOK, "failover", fmt.Sprintf("Postgres %d, no standby streams from this server", f.Version/10000), "")
 		}
 		return one(LevelWarn, "failover", fmt.Sprintf("Postgres %d has no failover slots: a promotion of its standby loses the relay's slot, and the relay stops with the repair", f.Version/10000),
-			"upgrade to Postgres 17 for failover slots, or plan the repair of docs/operations.md, \"Repairing a lost slot\" (slot create, replay --since)")
+			"upgrade to Postgres 17 for failover slots, or plan the repair of docs/operations.md, \"4. Repair after a lost slot\" (slot create, replay --since)")
 	}
 	if ff.Want == config.FailoverOff {
 		return one(LevelOK, "failover", "CDC_RELAY_SLOT_FAILOVER=off: the slot is not kept through a promotion", "")

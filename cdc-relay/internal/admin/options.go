@@ -31,8 +31,9 @@ const (
 )
 
 // options is the parsed command line of one command. The shared options have
-// the daemon's names and variables (design §4.1), so an operator runs the
-// commands in the relay's own environment (kubectl exec, the same .env file).
+// the daemon's names and variables (docs/contracts.md, "Relay configuration"),
+// so an operator runs the commands in the relay's own environment (kubectl
+// exec, the same .env file).
 type options struct {
 	databaseURL  string
 	amqpURL      string

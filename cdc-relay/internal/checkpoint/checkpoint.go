@@ -1,7 +1,8 @@
-// Package checkpoint is the relay's acknowledgement logic (design §4.3) as pure
-// code: it decides which WAL position may be reported to Postgres as flushed,
-// given what was read from the stream and what the broker confirmed. It does
-// no I/O and is safe for concurrent use.
+// Package checkpoint is the relay's acknowledgement logic (docs/contracts.md,
+// "Stream and acknowledgement rules") as pure code: it decides which WAL
+// position may be reported to Postgres as flushed, given what was read from
+// the stream and what the broker confirmed. It does no I/O and is safe for
+// concurrent use.
 //
 // Three positions are kept apart on purpose:
 //   - received: how far the stream has been read. It is reported as the write

@@ -1,6 +1,6 @@
 // Package config turns the environment and command-line flags into the relay's
-// typed Config (design §4.1). It is the only package that reads the
-// environment: everything else receives a Config.
+// typed Config (docs/contracts.md, "Relay configuration"). It is the only
+// package that reads the environment: everything else receives a Config.
 package config
 
 import (
@@ -117,7 +117,7 @@ type Table struct {
 // String returns schema.name, unquoted.
 func (t Table) String() string { return t.Schema + "." + t.Name }
 
-// Defaults of design §4.1.
+// Defaults of docs/contracts.md, "Relay configuration".
 const (
 	DefaultSlot              = "cdc_relay"
 	DefaultPublication       = "cdc_relay_outbox"

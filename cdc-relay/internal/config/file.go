@@ -10,10 +10,11 @@ import (
 )
 
 // fileConfig is the config file of the multi-database mode: one process,
-// one relay per database (design §4; issue 4 item 6). JSON, so it needs no
-// parser beyond the standard library; "${VAR}" in a value is replaced by the
-// environment variable VAR, so URLs with secrets can come from Kubernetes
-// Secrets as environment variables rather than sit in the file.
+// one relay per database (docs/contracts.md, "Relay configuration"). JSON, so
+// it needs no parser beyond the standard library; "${VAR}" in a value is
+// replaced by the environment variable VAR, so URLs with secrets can come
+// from Kubernetes Secrets as environment variables rather than sit in the
+// file.
 //
 //	{"databases": [
 //	  {"name": "order", "database_url": "${ORDER_DATABASE_URL}", "slot": "cdc_relay_order"},

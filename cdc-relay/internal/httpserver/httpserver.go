@@ -1,5 +1,5 @@
 // Package httpserver serves the relay's health, readiness, status and
-// metrics endpoints (design §4.5).
+// metrics endpoints (docs/contracts.md, "Observability").
 package httpserver
 
 import (

@@ -1,5 +1,5 @@
 // Package outbox turns an outbox row, as pgoutput sends it, into the AMQP
-// message of design §4.4. It does no I/O.
+// message of docs/contracts.md, "Message mapping". It does no I/O.
 package outbox
 
 import (
@@ -16,7 +16,7 @@ import (
 	"github.com/saga-cdc/saga/cdc-relay/event"
 )
 
-// Columns the outbox table must have (design §3).
+// Columns the outbox table must have (docs/contracts.md, "The outbox table").
 var Columns = []string{"id", "aggregate_type", "aggregate_id", "event_type", "routing_key", "payload", "headers", "created_at"}
 
 const (

@@ -166,7 +166,7 @@ func TestRelayDeliversConcurrentWritersInCommitOrder(t *testing.T) {
 	got.WaitDistinct(t, writers*perWriter, 90*time.Second)
 	require.Zero(t, got.Check(t, writers, perWriter), "duplicates when nothing failed")
 
-	// Every message maps its row as design §4.4 says.
+	// Every message maps its row as docs/contracts.md, "Message mapping", says.
 	ctx := context.Background()
 	conn, err := pgx.Connect(ctx, e.dbURL)
 	require.NoError(t, err)
@@ -325,7 +325,8 @@ func TestUnroutableRowHoldsTheSlotUntilAQueueIsBound(t *testing.T) {
 	require.Eventually(t, func() bool {
 		return !strings.Contains(scrape(t, e.http.URL), `cdc_relay_events_returned_total{slot="`+e.slot+`"} 0`)
 	}, 10*time.Second, 20*time.Millisecond)
-	// The log says which message and routing key (design §4.5 log keys).
+	// The log says which message and routing key (docs/contracts.md,
+	// "Observability": the log keys).
 	assert.Contains(t, e.logs.String(), `"routing_key":"nowhere"`)
 	assert.Contains(t, e.logs.String(), `"slot":"`+e.slot+`"`)
 	flush := slotFlush(t, e.dbURL, e.slot)
@@ -436,7 +437,7 @@ func TestOnlyOutboxInsertsArePublished(t *testing.T) {
 }
 
 // The relay declares its exchange as a durable topic exchange at start
-// (design §4.4) when nothing else has.
+// (docs/contracts.md, "Message mapping") when nothing else has.
 func TestRelayDeclaresItsExchange(t *testing.T) {
 	name := testenv.RandomName("t_x_")
 	e := newEnv(t, func(c *config.Config) { c.Exchange = name })

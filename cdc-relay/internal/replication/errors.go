@@ -36,7 +36,7 @@ type RepairHint struct {
 
 // SlotLost is the fatal error of a slot that can no longer deliver what was
 // written since it last streamed; it names the repair (docs/operations.md,
-// "Repairing a lost slot").
+// "4. Repair after a lost slot").
 func SlotLost(slot, why string, hint RepairHint) error {
 	since := "<commit time of the last transaction consumers received: the relay's last confirmed_commit_time in /status or its logs>"
 	if hint.LastConfirmedCommit != "" {

@@ -35,7 +35,7 @@ type SlotHealth struct {
 func (h SlotHealth) FailoverReady() (bool, string) {
 	switch {
 	case h.Version < FailoverVersion:
-		return false, fmt.Sprintf("Postgres %d has no failover slots: a promotion loses the slot (repair: docs/operations.md, \"Repairing a lost slot\")", h.Version/10000)
+		return false, fmt.Sprintf("Postgres %d has no failover slots: a promotion loses the slot (repair: docs/operations.md, \"4. Repair after a lost slot\")", h.Version/10000)
 	case !h.Failover:
 		return false, "the slot is not a failover slot (CDC_RELAY_SLOT_FAILOVER=off?)"
 	case strings.TrimSpace(h.StandbySlots) == "":

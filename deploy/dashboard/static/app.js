@@ -7,9 +7,9 @@
 (() => {
   // The API's base URL: the page's own origin (the gateway on :8080), or
   // ?api=http://host:8080 when the page is served from elsewhere (the API
-  // answers any origin, like the seed's Kong CORS plugin).
+  // answers any origin, like the CORS plugin of the demo's Kong).
   const API = (new URLSearchParams(location.search).get('api') || '').replace(/\/+$/, '');
-  const POLL_MS = 500; // the seed's dashboard polled every 500 ms
+  const POLL_MS = 500; // the original demo's dashboard polled every 500 ms
   const RELAY_POLL_MS = 1000;
   const HIDDEN_POLL_MS = 3000; // a background tab asks less often
   const MAX_ROWS = 100;
@@ -98,7 +98,7 @@
   // ---------------------------------------------------------------- orders
 
   // byOrder indexes rows by order_id as a string: reservations and payments
-  // carry it as a string, orders as a number (the seed joined with ==).
+  // carry it as a string, orders as a number (the original demo joined with ==).
   function byOrder(rows) {
     const m = new Map();
     for (const r of rows) m.set(String(r.order_id), r);

@@ -1,9 +1,9 @@
 // Package platform is what the three saga services share: configuration from
 // the environment, logging, the Postgres pool and migrations, the gin router
-// with the seed's 405 and trailing-slash behaviour, the outbox writer, the
-// inbox consumer, the RabbitMQ topology of design §6 and the outbox
-// retention job. It never publishes to RabbitMQ: services only INSERT outbox
-// rows, and cdc-relay carries them.
+// with Django REST framework's 405 and trailing-slash behaviour, the outbox
+// writer, the inbox consumer, the RabbitMQ topology (docs/contracts.md,
+// "Messaging contract") and the outbox retention job. It never publishes to
+// RabbitMQ: services only INSERT outbox rows, and cdc-relay carries them.
 package platform
 
 import (

@@ -8,9 +8,10 @@ import (
 	"strconv"
 )
 
-// OrderID reads an order id from a message: the seed sends it as a JSON
-// number or as a string (design §6), and both must be accepted. The result
-// is the id's decimal text, as stock and payment store it.
+// OrderID reads an order id from a message: it comes as a JSON number or as a
+// string (docs/contracts.md, "Messaging contract"), and both must be
+// accepted. The result is the id's decimal text, as stock and payment store
+// it.
 func OrderID(raw json.RawMessage) (string, error) {
 	s, err := Text(raw)
 	if err != nil {
@@ -23,8 +24,8 @@ func OrderID(raw json.RawMessage) (string, error) {
 	return strconv.FormatInt(n, 10), nil
 }
 
-// Text reads a JSON string, or a JSON number as its literal text (the seed
-// turns numbers into strings). Anything else is an error.
+// Text reads a JSON string, or a JSON number as its literal text (the HTTP
+// contract stores numbers as strings). Anything else is an error.
 func Text(raw json.RawMessage) (string, error) {
 	raw = bytes.TrimSpace(raw)
 	switch {
@@ -48,7 +49,8 @@ func Text(raw json.RawMessage) (string, error) {
 }
 
 // OrderIDValue is how an order id goes into a message: a JSON number, as the
-// seed's Payment sends it, when the stored text is an integer.
+// original demo's Payment sent it (docs/origin.md), when the stored text is
+// an integer.
 func OrderIDValue(id string) any {
 	if n, err := strconv.ParseInt(id, 10, 64); err == nil {
 		return n

@@ -17,14 +17,16 @@ import (
 	"github.com/gin-gonic/gin"
 )
 
-// MaxBodyBytes is the largest request body accepted (1 MiB, design §5).
+// MaxBodyBytes is the largest request body accepted (1 MiB,
+// docs/contracts.md, "HTTP contract").
 const MaxBodyBytes = 1 << 20
 
 var ginMode sync.Once
 
-// NewRouter returns a gin engine that answers like the seed's Django REST
-// framework views: a path without its trailing slash redirects to it (301 for
-// GET, 307 otherwise, keeping the body), an unsupported method is a 405
+// NewRouter returns a gin engine that answers like Django REST framework's
+// views, as the original demo did (docs/origin.md): a path without its
+// trailing slash redirects to it (301 for GET, 307 otherwise, keeping the
+// body), an unsupported method is a 405
 // {"detail": "Method \"POST\" not allowed."}, and an unknown path a 404
 // {"detail": "Not found."}. Redirects honour X-Forwarded-Prefix, which Kong
 // sets when it strips /order, /stock or /payment.
@@ -39,9 +41,9 @@ func NewRouter(logger *slog.Logger) *gin.Engine {
 		c.JSON(http.StatusMethodNotAllowed, gin.H{"detail": fmt.Sprintf("Method %q not allowed.", c.Request.Method)})
 	})
 	r.NoRoute(func(c *gin.Context) {
-		// gin redirects only when the method has a route at path+"/"; the
-		// seed's APPEND_SLASH redirects for any method, and the target then
-		// answers 405 where the method is not allowed.
+		// gin redirects only when the method has a route at path+"/"; Django's
+		// APPEND_SLASH redirects for any method, and the target then answers
+		// 405 where the method is not allowed.
 		p := c.Request.URL.Path
 		if !strings.HasSuffix(p, "/") {
 			for _, route := range r.Routes() {
@@ -112,7 +114,7 @@ type BadRequest struct {
 
 func (e *BadRequest) Error() string { return fmt.Sprintf("bad request: %v", e.Body) }
 
-// FieldErrors is the seed's 400 body: {"<field>": ["<message>"]}.
+// FieldErrors is the 400 body of Django REST framework: {"<field>": ["<message>"]}.
 type FieldErrors map[string][]string
 
 // Add records msg against field.
@@ -153,8 +155,8 @@ func ReadObject(r *http.Request) (map[string]json.RawMessage, error) {
 	return obj, nil
 }
 
-// jsonKind names the JSON value's type as Python would: the seed's error says
-// "Expected a dictionary, but got list."
+// jsonKind names the JSON value's type as Python would: Django REST
+// framework's error says "Expected a dictionary, but got list."
 func jsonKind(v json.RawMessage) string {
 	switch t := bytes.TrimSpace(v); {
 	case len(t) == 0 || string(t) == "null":
@@ -194,7 +196,7 @@ func Serve(ctx context.Context, ln net.Listener, h http.Handler, timeout time.Du
 }
 
 // List answers a GET with list's result as a bare JSON array (never null),
-// as the seed's unpaginated list views do.
+// as Django REST framework's unpaginated list views do.
 func List[T any](list func(ctx context.Context) ([]T, error), logger *slog.Logger) gin.HandlerFunc {
 	return func(c *gin.Context) {
 		items, err := list(c.Request.Context())

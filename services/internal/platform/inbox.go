@@ -30,7 +30,7 @@ func Unprocessable(format string, args ...any) error {
 // Delivery is what a Handler sees of a message.
 type Delivery struct {
 	// MessageID is the dedup key: the AMQP message_id (the outbox row id),
-	// else the seed's dop-msg-id header.
+	// else the dop-msg-id header.
 	MessageID  string
 	Type       string
 	RoutingKey string
@@ -247,7 +247,7 @@ func Permanent(err error) bool {
 }
 
 // MessageID is the dedup key of a message: the message_id property, else
-// the seed's dop-msg-id header.
+// the dop-msg-id header of django-outbox-pattern.
 func MessageID(property string, headers amqp.Table) string {
 	if property != "" {
 		return property

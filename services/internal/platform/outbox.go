@@ -19,7 +19,8 @@ type Execer interface {
 	Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error)
 }
 
-// Message is one message a service sends, as an outbox row (design §3).
+// Message is one message a service sends, as an outbox row
+// (docs/contracts.md, "The outbox table").
 type Message struct {
 	// AggregateType is "order", "reservation" or "payment".
 	AggregateType string
@@ -36,7 +37,7 @@ type Message struct {
 
 // OutboxWriter inserts outbox rows.
 type OutboxWriter struct {
-	// Exchange names the exchange in the seed's dop-msg-destination header.
+	// Exchange names the exchange in the dop-msg-destination header.
 	Exchange string
 	// Now is the clock of dop-msg-sent-time; nil means time.Now.
 	Now func() time.Time
@@ -44,7 +45,7 @@ type OutboxWriter struct {
 
 // Write inserts m into the outbox within tx and returns the row id, which
 // the relay sends as the AMQP message_id. The id is generated here, not by
-// the database, because the seed's dop-msg-id header carries it too.
+// the database, because the dop-msg-id header carries it too.
 func (w OutboxWriter) Write(ctx context.Context, tx Execer, m Message) (string, error) {
 	payload, err := json.Marshal(m.Payload)
 	if err != nil {
@@ -59,7 +60,7 @@ func (w OutboxWriter) Write(ctx context.Context, tx Execer, m Message) (string, 
 		event.HeaderDopMsgID:          id,
 		event.HeaderDopMsgDestination: "/exchange/" + w.Exchange + "/" + m.RoutingKey,
 		event.HeaderDopMsgType:        event.DopMsgTypePublished,
-		// The seed's DjangoJSONEncoder format: ISO-8601, milliseconds, "Z".
+		// Django's DjangoJSONEncoder format: ISO-8601, milliseconds, "Z".
 		event.HeaderDopMsgSentTime: now().UTC().Format("2006-01-02T15:04:05.000Z"),
 	})
 	if err != nil {

@@ -11,8 +11,8 @@ import (
 
 // Retention prunes old outbox and inbox rows. Outbox rows are kept for a
 // window so that a lost replication slot can be repaired by replaying them
-// (design §4.6); the publication publishes inserts only, so these deletes
-// never reach the relay.
+// (docs/contracts.md, "Loss repair and failover"); the publication
+// publishes inserts only, so these deletes never reach the relay.
 type Retention struct {
 	Pool *pgxpool.Pool
 	// OutboxAge and InboxAge are the windows; older rows are deleted.

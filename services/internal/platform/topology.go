@@ -7,25 +7,26 @@ import (
 	amqp "github.com/rabbitmq/amqp091-go"
 )
 
-// Routing keys of design §6. They are the seed's and never change; queue
-// names may get a prefix (Config.QueuePrefix).
+// Routing keys of docs/contracts.md, "Messaging contract". They never
+// change; queue names may get a prefix (Config.QueuePrefix).
 const (
 	RoutingKeyOrder   = "order.v1"
 	RoutingKeyStock   = "stock.v1"
 	RoutingKeyPayment = "payment.v1"
 )
 
-// Topology is the exchange and queues of design §6.
+// Topology is the exchange and queues of docs/contracts.md, "Messaging
+// contract".
 type Topology struct {
 	Exchange    string
 	QueuePrefix string
 }
 
-// Queue is the queue consuming routingKey: the routing key itself (the seed's
-// name) behind the prefix.
+// Queue is the queue consuming routingKey: the routing key itself behind
+// the prefix.
 func (t Topology) Queue(routingKey string) string { return t.QueuePrefix + routingKey }
 
-// DLQ is the dead-letter queue of queue: "DLQ.<queue>", as the seed's library names it.
+// DLQ is the dead-letter queue of queue: "DLQ.<queue>", as django-outbox-pattern names it.
 func DLQ(queue string) string { return "DLQ." + queue }
 
 // Declarer is the part of *amqp.Channel that Declare needs.
@@ -39,8 +40,9 @@ type Declarer interface {
 // only the caller's own queue: whichever service starts first makes every
 // routing key routable, so the relay's mandatory publishes are never returned
 // because a consumer has not started yet. Declarations are idempotent; the
-// arguments are byte-identical to those the seed's STOMP subscriptions
-// declare, so services of the seed and of this project can share a broker.
+// arguments are byte-identical to those django-outbox-pattern's STOMP
+// subscriptions declare, so services built on it (such as the original
+// demo's, docs/origin.md) and this project's can share a broker.
 func (t Topology) Declare(_ context.Context, ch Declarer) error {
 	if err := ch.ExchangeDeclare(t.Exchange, amqp.ExchangeTopic, true, false, false, false, nil); err != nil {
 		return fmt.Errorf("declare exchange %q: %w", t.Exchange, err)

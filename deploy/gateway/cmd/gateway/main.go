@@ -1,6 +1,6 @@
 // Command gateway is the API gateway of the demo without Docker (make demo):
-// /order, /stock and /payment to the three services with the prefix
-// stripped and the seed's CORS, like the seed's Kong, and
+// /order, /stock and /payment to the three services with the prefix stripped
+// and the CORS of the demo's Kong (deploy/kong/kong.yaml), and
 // /relays/<name>/status to each relay, and the saga dashboard page at
 // /dashboard/ (/ redirects to it). See packages gateway and dashboard.
 //
@@ -65,7 +65,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	if err != nil {
 		return fmt.Errorf("GATEWAY_CORS: %q is not a boolean", getenv("GATEWAY_CORS"))
 	}
-	cors := fs.Bool("cors", corsDefault, "add the seed's Kong CORS headers and answer preflights (GATEWAY_CORS)")
+	cors := fs.Bool("cors", corsDefault, "add the CORS headers of the demo's Kong and answer preflights (GATEWAY_CORS)")
 	dashDefault, err := strconv.ParseBool(envOr(getenv, "GATEWAY_DASHBOARD", "true"))
 	if err != nil {
 		return fmt.Errorf("GATEWAY_DASHBOARD: %q is not a boolean", getenv("GATEWAY_DASHBOARD"))
@@ -98,7 +98,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		cfg.Relays[n] = relayURLs[i]
 	}
 	if *cors {
-		cfg.CORS = gateway.SeedCORS()
+		cfg.CORS = gateway.KongCORS()
 	}
 	if *dash {
 		cfg.Dashboard = dashboard.Handler()

@@ -14,8 +14,8 @@ app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
 {{/*
 Selector labels of one component (api, relay, database). Every Deployment
 and Service selects on all three, so that a Service catches only the pods of
-its own component and release; the seed's `app: <name>` selector also caught
-its consumer and producer pods.
+its own component and release; the original demo's `app: <name>` selector
+(docs/origin.md) also caught its consumer and producer pods.
 Call: include "saga.selector" (list . "api")
 */}}
 {{- define "saga.selector" -}}

@@ -1,6 +1,7 @@
-// Command order is the saga's order service (design §5, §6): the orders API
-// on :8000 and the consumer of order.v1. It sends its messages as outbox rows
-// that cdc-relay publishes.
+// Command order is the saga's order service (docs/contracts.md, "HTTP
+// contract" and "Messaging contract"): the orders API on :8000 and the
+// consumer of order.v1. It sends its messages as outbox rows that cdc-relay
+// publishes.
 package main
 
 import (

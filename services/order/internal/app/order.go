@@ -1,6 +1,7 @@
 // Package app is the order service's domain: validation of a new order
-// (design §5), the forward-only status machine (design §6), and the use
-// cases that change an order together with its outbox rows.
+// (docs/contracts.md, "HTTP contract"), the forward-only status machine
+// (docs/contracts.md, "Messaging contract"), and the use cases that change an
+// order together with its outbox rows.
 package app
 
 import (
@@ -18,7 +19,7 @@ import (
 // Status is an order's status.
 type Status string
 
-// The seed's five order statuses.
+// The five order statuses.
 const (
 	StatusCreated          Status = "created"
 	StatusReserved         Status = "reserved"
@@ -40,7 +41,8 @@ func (s Status) Valid() bool {
 // only forward: created → reserved | not_reserved, reserved →
 // payment_confirmed | payment_denied. Anything else (an echo of the current
 // status, a duplicate, a late or reordered message) is ignored, so no
-// message can move an order back. The seed copied any differing status.
+// message can move an order back. The original demo (docs/origin.md) copied
+// any differing status.
 func Next(cur, incoming Status) bool {
 	switch cur {
 	case StatusCreated:
@@ -69,7 +71,8 @@ type NewOrder struct {
 	Quantity   int
 }
 
-// Limits of the seed's model: CharField(max_length=20), PositiveIntegerField.
+// Limits of the original demo's Django model (docs/origin.md):
+// CharField(max_length=20), PositiveIntegerField.
 const (
 	maxChars    = 20
 	maxQuantity = 2147483647
@@ -77,7 +80,7 @@ const (
 	maxIntText = 1000
 )
 
-// Messages of Django REST framework, which the seed's clients see.
+// Messages of Django REST framework, which clients of the HTTP contract see.
 const (
 	msgRequired = "This field is required."
 	msgNull     = "This field may not be null."
@@ -91,9 +94,10 @@ const (
 	msgNumber   = "A valid number is required."
 )
 
-// Validate checks a POST body (design §5) and returns the new order or the
-// seed's field errors. order_id is ignored; status, if present, must be
-// "created": the seed let a client create an order already "reserved".
+// Validate checks a POST body (docs/contracts.md, "HTTP contract") and
+// returns the new order or Django REST framework's field errors. order_id is
+// ignored; status, if present, must be "created": the original demo let a
+// client create an order already "reserved".
 func Validate(body map[string]json.RawMessage) (NewOrder, platform.FieldErrors) {
 	errs := platform.FieldErrors{}
 	var o NewOrder
@@ -117,8 +121,8 @@ func Validate(body map[string]json.RawMessage) (NewOrder, platform.FieldErrors) 
 	return o, nil
 }
 
-// text reads a required string field as the seed's CharField does: numbers
-// become their text, surrounding whitespace is trimmed.
+// text reads a required string field as Django REST framework's CharField
+// does: numbers become their text, surrounding whitespace is trimmed.
 func text(errs platform.FieldErrors, body map[string]json.RawMessage, field string) string {
 	raw, ok := body[field]
 	if !ok {

@@ -35,7 +35,7 @@ type Service struct {
 }
 
 // Message is the body Order sends to stock.v1 and payment.v1 on every status
-// change: the seed's order_serializer.
+// change: the original demo's order_serializer (docs/origin.md).
 type Message struct {
 	Amount     string `json:"amount"`
 	CustomerID string `json:"customer_id"`
@@ -85,7 +85,7 @@ func (s Service) ApplyStatus(ctx context.Context, tx pgx.Tx, id int64, status St
 }
 
 // broadcast writes the order's state to stock.v1 and payment.v1, as the
-// seed's @publish decorator did on every save.
+// original demo's @publish decorator did on every save.
 func (s Service) broadcast(ctx context.Context, tx pgx.Tx, o Order) error {
 	msg := Message{Amount: o.Amount, CustomerID: o.CustomerID, OrderID: o.OrderID,
 		ProductID: o.ProductID, Quantity: o.Quantity, Status: o.Status}

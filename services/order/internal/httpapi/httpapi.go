@@ -1,5 +1,5 @@
-// Package httpapi is the order service's HTTP API (design §5):
-// GET and POST /api/v1/orders/.
+// Package httpapi is the order service's HTTP API (docs/contracts.md, "HTTP
+// contract"): GET and POST /api/v1/orders/.
 package httpapi
 
 import (

@@ -1,7 +1,7 @@
-// Command payment is the saga's payment service (design §5, §6): the payment
-// list on :8002 and the consumer of payment.v1, which confirms or denies the
-// payment of a reserved order. It sends its messages as outbox rows that
-// cdc-relay publishes.
+// Command payment is the saga's payment service (docs/contracts.md, "HTTP
+// contract" and "Messaging contract"): the payment list on :8002 and the
+// consumer of payment.v1, which confirms or denies the payment of a reserved
+// order. It sends its messages as outbox rows that cdc-relay publishes.
 package main
 
 import (

@@ -71,7 +71,7 @@ func TestPaysReservedOrdersOnceByAmount(t *testing.T) {
 	}
 	first := send("", orderMsg(1, `"1"`, "reserved"))
 	send("", orderMsg(2, `"1000"`, "reserved"))
-	send("", orderMsg(`"3"`, `"999.99"`, "reserved")) // the seed's string comparison denied this
+	send("", orderMsg(`"3"`, `"999.99"`, "reserved")) // a string comparison would deny this
 	send("", orderMsg(4, `1000.00`, "reserved"))
 	send("", orderMsg(5, `"50"`, "reserved")) // and this
 	send("", orderMsg(6, `"1"`, "created"))
@@ -112,7 +112,7 @@ func TestPaysReservedOrdersOnceByAmount(t *testing.T) {
 		assert.Equal(t, "payment", r.AggregateType)
 		assert.Equal(t, "payment.status_changed", r.EventType)
 		assert.Equal(t, want[i].order, r.AggregateID)
-		// order_id goes out as a number, as the seed's Payment sent it.
+		// order_id goes out as a number, as the original demo's Payment sent it.
 		assert.Equal(t, map[string]any{"order_id": float64(i + 1), "status": want[i].status}, r.Payload)
 	}
 }

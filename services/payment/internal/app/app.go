@@ -1,6 +1,6 @@
-// Package app is the payment service's domain: the amount rule of design §6
-// (confirmed iff amount < 1000, as a number) and the use case that records a
-// payment with its outbox row.
+// Package app is the payment service's domain: the amount rule of
+// docs/contracts.md, "Messaging contract" (confirmed iff amount < 1000, as a
+// number) and the use case that records a payment with its outbox row.
 package app
 
 import (
@@ -32,7 +32,8 @@ type Payment struct {
 	OrderID    string `json:"order_id"`
 	Amount     string `json:"amount"`
 	Status     Status `json:"status"`
-	// Created is RFC 3339 in UTC with microseconds, as the seed shows it.
+	// Created is RFC 3339 in UTC with microseconds, as Django REST framework
+	// shows it.
 	Created string `json:"created"`
 }
 
@@ -40,9 +41,10 @@ type Payment struct {
 var limit = big.NewRat(1000, 1)
 
 // Decide returns the status of a payment of amount: confirmed iff amount <
-// 1000 as a number. The seed compared strings ("999" < "1000" is false
-// there); the numeric rule agrees with its README, its web UI and its
-// Postman scenarios. An amount that is not a decimal is an error.
+// 1000 as a number. The original demo (docs/origin.md) compared strings
+// ("999" < "1000" is false there); the numeric rule agrees with its README,
+// its web UI and its Postman scenarios. An amount that is not a decimal is an
+// error.
 func Decide(amount string) (Status, error) {
 	r, ok := platform.ParseDecimal(amount)
 	if !ok {
@@ -76,7 +78,8 @@ type Service struct {
 	Outbox platform.OutboxWriter
 }
 
-// Message is Payment's body on order.v1: the seed's payment_serializer.
+// Message is Payment's body on order.v1: the original demo's
+// payment_serializer (docs/origin.md).
 type Message struct {
 	OrderID any    `json:"order_id"`
 	Status  Status `json:"status"`

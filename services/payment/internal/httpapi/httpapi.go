@@ -1,5 +1,5 @@
-// Package httpapi is the payment service's HTTP API (design §5): the list
-// GET /api/v1/payments/.
+// Package httpapi is the payment service's HTTP API (docs/contracts.md, "HTTP
+// contract"): the list GET /api/v1/payments/.
 package httpapi
 
 import (

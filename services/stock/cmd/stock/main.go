@@ -1,7 +1,7 @@
-// Command stock is the saga's stock service (design §5, §6): the stock and
-// reservation lists on :8001 and the consumer of stock.v1, which reserves,
-// compensates and confirms. It sends its messages as outbox rows that
-// cdc-relay publishes.
+// Command stock is the saga's stock service (docs/contracts.md, "HTTP
+// contract" and "Messaging contract"): the stock and reservation lists on
+// :8001 and the consumer of stock.v1, which reserves, compensates and
+// confirms. It sends its messages as outbox rows that cdc-relay publishes.
 package main
 
 import (

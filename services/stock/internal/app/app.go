@@ -1,7 +1,8 @@
 // Package app is the stock service's domain: the reservation rules of
-// design §6 (reserve iff the quantity is available, compensate on
-// payment_denied, confirm on payment_confirmed) as a pure Decide function,
-// and the use case that applies a decision with its outbox row.
+// docs/contracts.md, "Messaging contract" (reserve iff the quantity is
+// available, compensate on payment_denied, confirm on payment_confirmed) as a
+// pure Decide function, and the use case that applies a decision with its
+// outbox row.
 package app
 
 import (
@@ -79,11 +80,11 @@ type Decision struct {
 	Reason string
 }
 
-// Decide applies the rules of design §6 to ev, given the order's
-// reservation (nil if none) and the available quantity of the product (nil
-// if the product is unknown). It is idempotent by state: an event that
-// arrives again, late, or out of order finds a reservation that no longer
-// allows it and is ignored.
+// Decide applies the rules of docs/contracts.md, "Messaging contract", to ev,
+// given the order's reservation (nil if none) and the available quantity of
+// the product (nil if the product is unknown). It is idempotent by state: an
+// event that arrives again, late, or out of order finds a reservation that no
+// longer allows it and is ignored.
 func Decide(ev OrderEvent, res *Reservation, available *int) Decision {
 	switch ev.Status {
 	case OrderCreated:
@@ -91,7 +92,8 @@ func Decide(ev OrderEvent, res *Reservation, available *int) Decision {
 		case res != nil:
 			return Decision{Reason: "order already has a reservation"}
 		case available == nil:
-			// The seed raised here and left the order "created" forever.
+			// The original demo raised here and left the order "created"
+			// forever.
 			return Decision{Action: Create, Status: StatusNotReserved}
 		case ev.Quantity <= *available:
 			return Decision{Action: Create, Status: StatusReserved, StockDelta: -ev.Quantity}
@@ -130,7 +132,8 @@ type Service struct {
 	Outbox platform.OutboxWriter
 }
 
-// Message is Stock's body on order.v1: the seed's reservation_serializer.
+// Message is Stock's body on order.v1: the original demo's
+// reservation_serializer (docs/origin.md).
 type Message struct {
 	OrderID any    `json:"order_id"`
 	Status  Status `json:"status"`

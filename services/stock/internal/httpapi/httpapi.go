@@ -1,5 +1,5 @@
-// Package httpapi is the stock service's HTTP API (design §5): the lists
-// GET /api/v1/stocks/ and GET /api/v1/reservations/.
+// Package httpapi is the stock service's HTTP API (docs/contracts.md, "HTTP
+// contract"): the lists GET /api/v1/stocks/ and GET /api/v1/reservations/.
 package httpapi
 
 import (

@@ -1,4 +1,4 @@
-# `make bench`: the benchmarks of tests/bench in one run, about ten
+# `make bench`: the benchmarks of tests/bench in one run, about forty
 # minutes on a 2-core machine. Prints one table and writes
 # docs/benchmarks.md. Postgres and RabbitMQ come as for `make test`:
 # SAGA_TEST_PG_URL / SAGA_TEST_AMQP_URL, else a Docker engine, else
@@ -15,4 +15,4 @@ bench:
 		export SAGA_TEST_PG_URL="$${pg:-$$SAGA_TEST_PG_URL}" SAGA_TEST_AMQP_URL="$${amqp:-$$SAGA_TEST_AMQP_URL}"; \
 	fi; \
 	set -x; \
-	$(GO) test -run '^$$' -bench . -benchtime 1x -timeout 30m ./tests/bench/
+	$(GO) test -run '^$$' -bench . -benchtime 1x -timeout 60m ./tests/bench/

@@ -18,14 +18,26 @@ import (
 )
 
 // ErrUnprocessable marks a message that no retry can process (not JSON, a
-// missing field, an unknown order). The consumer rejects it without requeue,
-// so RabbitMQ dead-letters it to DLQ.<queue>, and logs why.
+// missing field, an unknown order). The consumer moves it to DLQ.<queue>
+// with the reason in its HeaderRejectReason header (see deadLetter), and
+// logs why.
 var ErrUnprocessable = errors.New("unprocessable message")
 
 // Unprocessable returns an error wrapping ErrUnprocessable.
 func Unprocessable(format string, args ...any) error {
 	return fmt.Errorf("%w: %s", ErrUnprocessable, fmt.Sprintf(format, args...))
 }
+
+// The headers a message moved to its dead-letter queue carries beyond its
+// own: why it was refused, and the queue that refused it.
+const (
+	HeaderRejectReason = "x-saga-reject-reason"
+	HeaderRejectQueue  = "x-saga-reject-queue"
+)
+
+// deadLetterTimeout bounds the wait for the broker's confirm of a message
+// moved to its dead-letter queue.
+const deadLetterTimeout = 10 * time.Second
 
 // Delivery is what a Handler sees of a message.
 type Delivery struct {
@@ -112,6 +124,10 @@ func (c *Consumer) consume(ctx context.Context, connected func()) error {
 	if err := ch.Qos(c.Prefetch, 0, false); err != nil {
 		return fmt.Errorf("set prefetch on %q: %w", c.Queue, err)
 	}
+	dead, err := c.deadLetterChannel(conn)
+	if err != nil {
+		return err
+	}
 	deliveries, err := ch.ConsumeWithContext(ctx, c.Queue, "", false, false, false, false, nil)
 	if err != nil {
 		return fmt.Errorf("consume %q: %w", c.Queue, err)
@@ -131,9 +147,70 @@ func (c *Consumer) consume(ctx context.Context, connected func()) error {
 			if !ok {
 				return fmt.Errorf("delivery channel of %q closed: %w", c.Queue, closeReason(conn))
 			}
-			c.deliver(ctx, d, retries)
+			c.deliver(ctx, d, retries, dead)
 		}
 	}
+}
+
+// deadLetterChannel opens the confirm-mode channel a refused message is
+// moved to its dead-letter queue on.
+func (c *Consumer) deadLetterChannel(conn *amqp.Connection) (*deadLetterer, error) {
+	ch, err := conn.Channel()
+	if err != nil {
+		return nil, fmt.Errorf("open the dead-letter channel: %w", err)
+	}
+	if err := ch.Confirm(false); err != nil {
+		return nil, fmt.Errorf("dead-letter channel: confirm mode: %w", err)
+	}
+	// The reader hands a return over before the ack that follows it, so
+	// after the confirm a return, if any, is already here.
+	returns := ch.NotifyReturn(make(chan amqp.Return, 1))
+	return &deadLetterer{ch: ch, returns: returns, queue: DLQ(c.Queue), from: c.Queue}, nil
+}
+
+// deadLetterer moves refused messages to a dead-letter queue.
+type deadLetterer struct {
+	ch          *amqp.Channel
+	returns     chan amqp.Return
+	queue, from string
+}
+
+// move publishes a copy of d to the dead-letter queue, through the default
+// exchange, with reason in HeaderRejectReason, and waits for the broker's
+// confirm. The caller then acks d; on an error it rejects d instead, and
+// the queue's dead-letter exchange takes it there without the reason: a
+// message is never lost for want of its reason.
+func (l *deadLetterer) move(ctx context.Context, d amqp.Delivery, reason string) error {
+	headers := make(amqp.Table, len(d.Headers)+2)
+	for k, v := range d.Headers {
+		headers[k] = v
+	}
+	headers[HeaderRejectReason] = reason
+	headers[HeaderRejectQueue] = l.from
+	ctx, cancel := context.WithTimeout(ctx, deadLetterTimeout)
+	defer cancel()
+	conf, err := l.ch.PublishWithDeferredConfirmWithContext(ctx, "", l.queue, true, false, amqp.Publishing{
+		Headers: headers, ContentType: d.ContentType, ContentEncoding: d.ContentEncoding,
+		DeliveryMode: amqp.Persistent, Priority: d.Priority, CorrelationId: d.CorrelationId,
+		ReplyTo: d.ReplyTo, Expiration: "", MessageId: d.MessageId, Timestamp: d.Timestamp,
+		Type: d.Type, UserId: "", AppId: d.AppId, Body: d.Body,
+	})
+	if err != nil {
+		return fmt.Errorf("publish to %s: %w", l.queue, err)
+	}
+	ok, err := conf.WaitContext(ctx)
+	if err != nil {
+		return fmt.Errorf("confirm from %s: %w", l.queue, err)
+	}
+	if !ok {
+		return fmt.Errorf("%s: the broker nacked the message", l.queue)
+	}
+	select {
+	case r := <-l.returns:
+		return fmt.Errorf("%s: returned: %d %s (is the queue declared?)", l.queue, r.ReplyCode, r.ReplyText)
+	default:
+	}
+	return nil
 }
 
 func closeReason(conn *amqp.Connection) error {
@@ -153,7 +230,7 @@ const (
 	OutcomeRetry                    // transient failure: requeue after a backoff
 )
 
-func (c *Consumer) deliver(ctx context.Context, d amqp.Delivery, retries *backoff) {
+func (c *Consumer) deliver(ctx context.Context, d amqp.Delivery, retries *backoff, dead *deadLetterer) {
 	msg := Delivery{
 		MessageID:  MessageID(d.MessageId, d.Headers),
 		Type:       d.Type,
@@ -176,8 +253,16 @@ func (c *Consumer) deliver(ctx context.Context, d amqp.Delivery, retries *backof
 	case OutcomeReject:
 		retries.reset()
 		log.Warn("message rejected to the dead-letter queue", LogReason, err.Error(), "dead_letter_queue", DLQ(c.Queue))
-		if err := d.Reject(false); err != nil {
-			log.Warn("reject", LogError, err)
+		if merr := dead.move(context.WithoutCancel(ctx), d, err.Error()); merr != nil {
+			log.Warn("moving the message to its dead-letter queue failed: rejecting it, the queue's dead-letter exchange takes it there without its reason", LogError, merr)
+			if err := d.Reject(false); err != nil {
+				log.Warn("reject", LogError, err)
+			}
+			return
+		}
+		if err := d.Ack(false); err != nil {
+			// The copy is in the DLQ; the redelivery would be refused again.
+			log.Warn("ack after moving to the dead-letter queue", LogError, err)
 		}
 	case OutcomeRetry:
 		wait := retries.next()

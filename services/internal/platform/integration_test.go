@@ -4,12 +4,16 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/gin-gonic/gin"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
+	amqp "github.com/rabbitmq/amqp091-go"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -240,4 +244,59 @@ func TestRunWithoutBrokerIsNotReady(t *testing.T) {
 	assert.Contains(t, logs.String(), "dial broker: ")
 	cancel()
 	require.NoError(t, <-done)
+}
+
+// A refused message whose dead-letter queue cannot take the copy (here it
+// was never declared) is rejected instead, so the queue's dead-letter
+// exchange, when it has one, still takes it; the consumer says why and goes
+// on with the next message.
+func TestRejectWhenTheDeadLetterQueueRefuses(t *testing.T) {
+	t.Parallel()
+	pool := migratedPool(t)
+	amqpURL := testenv.AMQPURL(t)
+	ex := testenv.NewExchange(t)
+	q := testenv.NewQueue(t, ex, "k") // no DLQ.<q>, no dead-letter exchange
+	var logs syncBuffer
+	handled := make(chan string, 4)
+	c := &Consumer{Pool: pool, AMQPURL: amqpURL, Queue: q, Prefetch: 1,
+		Logger: slog.New(slog.NewTextHandler(&logs, nil)),
+		Handler: func(ctx context.Context, tx pgx.Tx, d Delivery) error {
+			handled <- string(d.Body)
+			if string(d.Body) == "poison" {
+				return Unprocessable("poison")
+			}
+			return nil
+		}}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- c.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+	require.Eventually(t, c.Ready, 10*time.Second, 10*time.Millisecond)
+
+	conn, err := amqp.Dial(amqpURL)
+	require.NoError(t, err)
+	defer conn.Close()
+	ch, err := conn.Channel()
+	require.NoError(t, err)
+	for i, body := range []string{"poison", "good"} {
+		require.NoError(t, ch.PublishWithContext(ctx, ex, "k", false, false, amqp.Publishing{MessageId: fmt.Sprint("m", i), Body: []byte(body)}))
+	}
+	for _, want := range []string{"poison", "good"} {
+		select {
+		case got := <-handled:
+			assert.Equal(t, want, got)
+		case <-time.After(10 * time.Second):
+			t.Fatalf("%s was not handled", want)
+		}
+	}
+	require.Eventually(t, func() bool {
+		return strings.Contains(logs.String(), "moving the message to its dead-letter queue failed: rejecting it")
+	}, 10*time.Second, 10*time.Millisecond, logs.String())
+	assert.Contains(t, logs.String(), "DLQ."+q+": returned: 312 NO_ROUTE")
+	// Rejected, not requeued: nothing comes back.
+	select {
+	case got := <-handled:
+		t.Fatalf("%s was delivered again", got)
+	case <-time.After(300 * time.Millisecond):
+	}
 }

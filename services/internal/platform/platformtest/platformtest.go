@@ -254,21 +254,32 @@ func (s *Service) Do(t testing.TB, method, path, body string) (int, string) {
 // DLQMessages drains what is in queue's DLQ within wait and returns the bodies.
 func DLQMessages(t testing.TB, amqpURL, queue string, want int, wait time.Duration) []string {
 	t.Helper()
+	var bodies []string
+	for _, d := range DLQDeliveries(t, amqpURL, queue, want, wait) {
+		bodies = append(bodies, string(d.Body))
+	}
+	return bodies
+}
+
+// DLQDeliveries is DLQMessages with the whole deliveries: their headers
+// say why each was refused.
+func DLQDeliveries(t testing.TB, amqpURL, queue string, want int, wait time.Duration) []amqp.Delivery {
+	t.Helper()
 	conn, err := amqp.Dial(amqpURL)
 	require.NoError(t, err)
 	defer conn.Close()
 	ch, err := conn.Channel()
 	require.NoError(t, err)
-	var bodies []string
+	var got []amqp.Delivery
 	require.Eventually(t, func() bool {
 		for {
 			d, ok, err := ch.Get(platform.DLQ(queue), true)
 			if err != nil || !ok {
 				break
 			}
-			bodies = append(bodies, string(d.Body))
+			got = append(got, d)
 		}
-		return len(bodies) >= want
+		return len(got) >= want
 	}, wait, 20*time.Millisecond, fmt.Sprintf("want %d messages in %s", want, platform.DLQ(queue)))
-	return bodies
+	return got
 }

@@ -227,12 +227,24 @@ func TestPoisonMessagesGoToTheDLQ(t *testing.T) {
 	platformtest.Publish(t, amqpURL, exchange, platformtest.Message{RoutingKey: "order.v1", Body: `{"order_id": 1, "status": "reserved"}`})
 	waitInbox(t, svc, 1)
 	assert.Equal(t, "reserved", orderStatus(t, svc, 1))
-	dead := platformtest.DLQMessages(t, amqpURL, svc.Env.Queue("order.v1"), len(poison)+1, 10*time.Second)
+	deliveries := platformtest.DLQDeliveries(t, amqpURL, svc.Env.Queue("order.v1"), len(poison)+1, 10*time.Second)
+	var dead, reasons []string
+	for _, d := range deliveries {
+		dead = append(dead, string(d.Body))
+		reason, _ := d.Headers[platform.HeaderRejectReason].(string)
+		reasons = append(reasons, reason)
+		assert.Equal(t, svc.Env.Queue("order.v1"), d.Headers[platform.HeaderRejectQueue])
+	}
 	assert.ElementsMatch(t, append(poison, noID), dead)
 	logs := svc.Logs()
 	assert.Contains(t, logs, "message rejected to the dead-letter queue")
-	for _, reason := range []string{"body is not a JSON object", "unknown order 999", `status \"bogus\" is not an order status`,
-		`order_id: \"abc\" is not a positive integer`, "status is missing", "no message_id property and no dop-msg-id header"} {
-		assert.Contains(t, logs, reason)
+	for _, reason := range []string{"body is not a JSON object", "unknown order 999", `status "bogus" is not an order status`,
+		`order_id: "abc" is not a positive integer`, "status is missing", "no message_id property and no dop-msg-id header"} {
+		assert.Contains(t, logs, strings.ReplaceAll(reason, `"`, `\"`))
+		found := false
+		for _, r := range reasons {
+			found = found || strings.Contains(r, reason)
+		}
+		assert.True(t, found, "no message in the DLQ says %q: %q", reason, reasons)
 	}
 }

@@ -20,7 +20,7 @@ CMD_DIRS := $(wildcard cdc-relay/cmd services)
 # Whether a Docker engine answers (not just the docker client).
 DOCKER_ANSWERS := timeout 5 docker info >/dev/null 2>&1
 
-.PHONY: help build test test-matrix test-short lint services-up reliability chaos
+.PHONY: fuzz help build test test-matrix test-short lint services-up reliability chaos
 
 include deploy/demo.mk
 include deploy/bench.mk
@@ -32,6 +32,7 @@ help:
 	@echo 'make build        compile everything; binaries into bin/'
 	@echo 'make test         go vet, then every test with -race (starts Postgres and RabbitMQ when needed)'
 	@echo 'make test-short   unit tests only (go test -short)'
+	@echo 'make fuzz         each fuzz target for FUZZTIME (3s) beyond its seed corpus; part of make test'
 	@echo 'make test-matrix  the relay suite on Postgres 14, 16, 17 and 18 (part of make test; PG_MATRIX picks)'
 	@echo 'make bench        benchmarks (tests/bench): relay vs the machine and a polling relay; writes docs/benchmarks.md'
 	@echo 'make reliability  the fault tests, once, writing what each fault costs to docs/reliability.md'
@@ -68,7 +69,28 @@ test:
 	set -x; \
 	$(GO) vet ./...; \
 	$(GO) test -race -count=1 -timeout 20m ./...; \
+	$(MAKE) --no-print-directory fuzz; \
 	$(MAKE) --no-print-directory test-matrix
+
+# The fuzz targets of hostile input (pgoutput messages, outbox rows, HTTP
+# bodies, broker messages), each run for FUZZTIME beyond its seed corpus
+# (which `go test` runs every time). A failing input is written under the
+# package's testdata/fuzz/: commit it with the fix.
+FUZZTIME ?= 3s
+FUZZ_TARGETS := \
+	./cdc-relay/internal/replication:FuzzDecode \
+	./cdc-relay/internal/outbox:FuzzMap \
+	./cdc-relay/internal/outbox:FuzzHeadersScanner \
+	./cdc-relay/internal/outbox:FuzzParseTimestamptz \
+	./services/internal/platform:FuzzReadObject \
+	./services/stock/internal/consumer:FuzzParse \
+	./services/payment/internal/consumer:FuzzParse
+
+fuzz:
+	@set -euo pipefail; for t in $(FUZZ_TARGETS); do \
+		echo "== fuzz $${t#*:} in $${t%%:*} for $(FUZZTIME)" >&2; \
+		$(GO) test -run '^$$' -fuzz "^$${t#*:}$$" -fuzztime $(FUZZTIME) "$${t%%:*}"; \
+	done
 
 test-matrix:
 	@$(WITH_SERVICES); \

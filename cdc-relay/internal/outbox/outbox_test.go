@@ -1,6 +1,7 @@
 package outbox
 
 import (
+	"bytes"
 	"errors"
 	"sort"
 	"testing"
@@ -300,6 +301,40 @@ func FuzzParseTimestamptz(f *testing.F) {
 		}
 		if err == nil && !want.Equal(got) {
 			t.Fatalf("%q: got %v, pgx reads %v", in, got, want)
+		}
+	})
+}
+
+// FuzzMap: whatever a row holds, Map never panics, the message carries the
+// row's id and payload untouched, every header value is one AMQP can
+// encode, and a headers column that is not an object is kept, whole, in
+// HeaderInvalidHeaders with a warning rather than lost.
+func FuzzMap(f *testing.F) {
+	f.Add("2b1f7a1e-0000-4000-8000-000000000001", "order", "42", "order.status_changed", "stock.v1",
+		[]byte(`{"order_id": 42}`), []byte(`{"dop-msg-id": "x", "n": 1, "b": true, "o": {"a": [1, "2"]}}`), int64(1764660000))
+	f.Add("", "", "", "", "", []byte{}, []byte(`[1]`), int64(0))
+	f.Add("id", "t", "a", "e", "k", []byte(`null`), []byte(`{"a": 1e999}`), int64(-1))
+	f.Add("id", "t", "a", "e", "k", []byte(`{}`), []byte("{\"\xff\": \"\x00\"}"), int64(253402300799))
+	f.Fuzz(func(t *testing.T, id, aggType, aggID, eventType, key string, payload, headers []byte, created int64) {
+		r := Row{ID: id, AggregateType: aggType, AggregateID: aggID, EventType: eventType, RoutingKey: key,
+			Payload: payload, Headers: headers, CreatedAt: time.Unix(created, 0)}
+		for _, groups := range []HeaderGroups{AllGroups, 0, GroupRow} {
+			m := Mapper{Source: "/cdc-relay/db/public.outbox", Groups: groups}
+			msg, warning := m.Map(r)
+			if msg.MessageId != id {
+				t.Fatalf("message_id %q, want the row's %q", msg.MessageId, id)
+			}
+			if !bytes.Equal(msg.Body, payload) {
+				t.Fatalf("body %q, want the payload %q", msg.Body, payload)
+			}
+			if err := msg.Headers.Validate(); err != nil {
+				t.Fatalf("headers AMQP cannot encode: %v (%#v)", err, msg.Headers)
+			}
+			if warning != nil && groups&GroupRow != 0 {
+				if got, _ := msg.Headers[HeaderInvalidHeaders].(string); got != string(headers) {
+					t.Fatalf("warning %v, but %s holds %q, want the column %q", warning, HeaderInvalidHeaders, got, headers)
+				}
+			}
 		}
 	})
 }

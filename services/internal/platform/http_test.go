@@ -1,6 +1,7 @@
 package platform
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"io"
@@ -148,4 +149,26 @@ func TestServeHardStopsAfterTimeout(t *testing.T) {
 	<-started
 	cancel()
 	assert.ErrorContains(t, <-done, "shut down http server: ")
+}
+
+// FuzzReadObject: every handler reads its body through ReadObject; any
+// body gives a JSON object or a *BadRequest (a 400 with a detail), never a
+// panic nor another error.
+func FuzzReadObject(f *testing.F) {
+	for _, s := range []string{`{"product_id": "p1", "quantity": 1}`, ``, `   `, `[]`, `null`, `{} {}`, `{"a":`, "\xff", `{"a": 1e999}`} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, body []byte) {
+		obj, err := ReadObject(httptest.NewRequest("POST", "/", bytes.NewReader(body)))
+		if err != nil {
+			var bad *BadRequest
+			if !errors.As(err, &bad) {
+				t.Fatalf("%q: %T %v, want a *BadRequest", body, err, err)
+			}
+			return
+		}
+		if obj == nil {
+			t.Fatalf("%q: no object and no error", body)
+		}
+	})
 }

@@ -57,3 +57,28 @@ func TestHandler(t *testing.T) {
 	assert.EqualError(t, Handler(fakeApplier{err: errors.New("gone")}, log)(context.Background(), nil, platform.Delivery{Body: body}), "gone")
 	assert.ErrorIs(t, Handler(fakeApplier{}, log)(context.Background(), nil, platform.Delivery{Body: []byte(`x`)}), platform.ErrUnprocessable)
 }
+
+// FuzzParse: any body either parses into an event payment can use or is
+// refused as unprocessable (rejected to the dead-letter queue); it never
+// panics nor asks for a retry.
+func FuzzParse(f *testing.F) {
+	for _, s := range []string{
+		`{"status": "reserved", "order_id": 7, "customer_id": 1, "amount": "10.00"}`,
+		`{"status": "created"}`, `{"status": "reserved", "order_id": 7, "customer_id": 1, "amount": "1e999999999"}`,
+		`{"status": "reserved", "order_id": -1, "customer_id": "x", "amount": 5}`, `[]`, `null`, ``, "\xff",
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, body []byte) {
+		ev, err := Parse(body)
+		if err != nil {
+			if !errors.Is(err, platform.ErrUnprocessable) {
+				t.Fatalf("%q: error %v is not unprocessable: the message would be retried forever", body, err)
+			}
+			return
+		}
+		if ev.Status == app.OrderReserved && (ev.OrderID == "" || ev.CustomerID == "" || ev.Amount == "") {
+			t.Fatalf("%q: accepted an unusable reserved event %+v", body, ev)
+		}
+	})
+}

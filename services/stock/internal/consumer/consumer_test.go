@@ -62,3 +62,28 @@ func TestHandler(t *testing.T) {
 	assert.EqualError(t, Handler(fakeApplier{err: errors.New("gone")}, log)(context.Background(), nil, platform.Delivery{Body: body}), "gone")
 	assert.ErrorIs(t, Handler(fakeApplier{}, log)(context.Background(), nil, platform.Delivery{Body: []byte(`x`)}), platform.ErrUnprocessable)
 }
+
+// FuzzParse: any body either parses into an event the decision can use or
+// is refused as unprocessable (the consumer then rejects it to the
+// dead-letter queue); it never panics nor asks for a retry.
+func FuzzParse(f *testing.F) {
+	for _, s := range []string{
+		`{"status": "created", "order_id": 7, "product_id": "p1", "quantity": 2}`,
+		`{"status": "reserved"}`, `{"status": "created", "order_id": "7", "product_id": " ", "quantity": -1}`,
+		`{"status": "created", "order_id": 1e999, "product_id": "p", "quantity": 2147483648}`, `[]`, `null`, ``, "\xff",
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, body []byte) {
+		ev, err := Parse(body)
+		if err != nil {
+			if !errors.Is(err, platform.ErrUnprocessable) {
+				t.Fatalf("%q: error %v is not unprocessable: the message would be retried forever", body, err)
+			}
+			return
+		}
+		if ev.Status == app.OrderCreated && (ev.OrderID == "" || ev.ProductID == "" || ev.Quantity < 0) {
+			t.Fatalf("%q: accepted an unusable created event %+v", body, ev)
+		}
+	})
+}

@@ -4,6 +4,7 @@
 package tcpproxy
 
 import (
+	"crypto/tls"
 	"net"
 	"sync"
 	"testing"
@@ -25,9 +26,25 @@ type Proxy struct {
 // at the end of the test.
 func Start(t testing.TB, target string) *Proxy {
 	t.Helper()
+	return start(t, target, nil)
+}
+
+// StartTLS is Start with TLS on the proxy's side: it terminates TLS with
+// cert and forwards the plain bytes, as a TLS-terminating load balancer in
+// front of a broker does.
+func StartTLS(t testing.TB, target string, cert tls.Certificate) *Proxy {
+	t.Helper()
+	return start(t, target, &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12})
+}
+
+func start(t testing.TB, target string, tlsConfig *tls.Config) *Proxy {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatalf("tcpproxy: listen: %v", err)
+	}
+	if tlsConfig != nil {
+		ln = tls.NewListener(ln, tlsConfig)
 	}
 	p := &Proxy{ln: ln, target: target, conns: map[net.Conn]struct{}{}, wake: make(chan struct{})}
 	p.wg.Add(1)

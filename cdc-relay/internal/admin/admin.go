@@ -65,6 +65,8 @@ const Usage = `  slot list [--json]                      every replication slot:
   slot drop [--force]                     refuses an active slot unless --force
   slot advance --to LSN|now               move the slot forward (never back), skipping WAL
   publication create | show [--json]      the publication of the outbox table
+  role create --role NAME [--password-file F]
+                                          the relay's role: LOGIN REPLICATION, SELECT on the outbox only
   doctor [--json]                         check the server and database; exit 1 on errors
   replay --since TIME [--until TIME]      re-publish outbox rows committed in [since, until), in commit order
 `
@@ -111,6 +113,12 @@ var commands = []command{
 		check: checkAdvance},
 	{name: "publication create", uses: useDB | usePublication | useTable | useJSON, run: runPublicationCreate},
 	{name: "publication show", uses: useDB | usePublication | useTable | useJSON, run: runPublicationShow},
+	{name: "role create", uses: useDB | useTable | useJSON, run: runRoleCreate,
+		extra: func(fs *flag.FlagSet, o *options) {
+			fs.StringVar(&o.role, "role", "", "name of the relay's role, a lower-case identifier (required)")
+			fs.StringVar(&o.passwordFile, "password-file", "", "file holding the role's password (none: set it yourself, or use another authentication)")
+		},
+		check: checkRoleCreate},
 	{name: "doctor", uses: useDB | useSlot | usePublication | useTable | useFailover | useJSON, run: runDoctor},
 	{name: "replay", uses: useDB | useAMQP | useTable | useExchange | useJSON, run: runReplay,
 		extra: func(fs *flag.FlagSet, o *options) {

@@ -7,6 +7,8 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -39,6 +41,9 @@ func parseArgs(args []string, getenv func(string) string) (command, options, err
 }
 
 func TestParse(t *testing.T) {
+	dir := t.TempDir()
+	dbFile := filepath.Join(dir, "db-url")
+	require.NoError(t, os.WriteFile(dbFile, []byte(dbURL+"\n"), 0o600))
 	tests := []struct {
 		name    string
 		args    []string
@@ -87,6 +92,17 @@ func TestParse(t *testing.T) {
 				assert.Equal(t, testNow, o.until)
 				assert.Equal(t, time.Date(2025, 3, 10, 0, 0, 0, 0, time.UTC), o.since)
 			}},
+		{name: "database url from a file", args: []string{"slot", "list"},
+			env: env("CDC_RELAY_DATABASE_URL_FILE", dbFile), cmd: "slot list",
+			check: func(t *testing.T, o options) { assert.Equal(t, dbURL, o.databaseURL) }},
+		{name: "a flag beats the file", args: []string{"slot", "list", "--database-url", dbURL},
+			env: env("CDC_RELAY_DATABASE_URL_FILE", filepath.Join(dir, "nope")), cmd: "slot list",
+			check: func(t *testing.T, o options) { assert.Equal(t, dbURL, o.databaseURL) }},
+		{name: "database url file missing", args: []string{"slot", "list"}, env: env("CDC_RELAY_DATABASE_URL_FILE", filepath.Join(dir, "nope")),
+			wantErr: "CDC_RELAY_DATABASE_URL_FILE (--database-url): read " + filepath.Join(dir, "nope") + ": no such file or directory"},
+		{name: "amqp url and its file", args: []string{"replay", "--since", "1h"},
+			env:     env("CDC_RELAY_DATABASE_URL", dbURL, "CDC_RELAY_AMQP_URL", "amqp://mq/", "CDC_RELAY_AMQP_URL_FILE", dbFile),
+			wantErr: "CDC_RELAY_AMQP_URL_FILE (--amqp-url): set either CDC_RELAY_AMQP_URL or CDC_RELAY_AMQP_URL_FILE, not both"},
 		{name: "no command", args: nil, env: env(), wantErr: "missing command"},
 		{name: "unknown command", args: []string{"slot", "rename"}, env: env(), wantErr: `unknown command "slot rename": slot takes list, create, drop, advance`},
 		{name: "group alone", args: []string{"publication"}, env: env(), wantErr: "publication needs a subcommand: create, show"},

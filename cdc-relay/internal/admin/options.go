@@ -49,6 +49,8 @@ type options struct {
 	wait  time.Duration
 	// slot advance
 	to string
+	// role create
+	role, passwordFile string
 	// replay
 	sinceText, untilText string
 	since, until         time.Time
@@ -87,15 +89,19 @@ func parse(cmd command, args []string, getenv func(string) string, usage io.Writ
 	fs := flag.NewFlagSet("cdc-relay "+cmd.name, flag.ContinueOnError)
 	fs.SetOutput(usage)
 	vals := map[string]*string{}
+	fileErrs := map[string]error{} // by flag
 	for _, s := range sharedOptions {
 		if cmd.uses&s.use == 0 {
 			continue
 		}
-		v := getenv(s.env)
+		v, err := config.Lookup(getenv, s.env, s.flag)
+		if err != nil {
+			fileErrs[s.flag] = err
+		}
 		if v == "" {
 			v = s.def
 		}
-		vals[s.env] = fs.String(s.flag, v, s.usage+" ($"+s.env+")")
+		vals[s.env] = fs.String(s.flag, v, config.Usage(s.env, s.usage))
 	}
 	if cmd.uses&useJSON != 0 {
 		fs.BoolVar(&o.json, "json", false, "print JSON instead of text")
@@ -117,6 +123,13 @@ func parse(cmd command, args []string, getenv func(string) string, usage io.Writ
 	}
 
 	var errs []error
+	// A flag that replaces the variable makes its file's error moot.
+	fs.Visit(func(f *flag.Flag) { delete(fileErrs, f.Name) })
+	for _, s := range sharedOptions {
+		if err, ok := fileErrs[s.flag]; ok {
+			errs = append(errs, err)
+		}
+	}
 	bad := func(env, problem string) {
 		for _, s := range sharedOptions {
 			if s.env == env {
@@ -131,14 +144,18 @@ func parse(cmd command, args []string, getenv func(string) string, usage io.Writ
 	o.publication = get("CDC_RELAY_PUBLICATION")
 	o.exchange = get("CDC_RELAY_EXCHANGE")
 	if cmd.uses&useDB != 0 {
-		if o.databaseURL == "" {
+		if _, failed := fileErrs["database-url"]; failed {
+			// the file's error says it
+		} else if o.databaseURL == "" {
 			bad("CDC_RELAY_DATABASE_URL", "is required: a Postgres URL such as postgres://relay@db:5432/orders")
 		} else if _, err := pgconn.ParseConfig(o.databaseURL); err != nil {
 			bad("CDC_RELAY_DATABASE_URL", "is not a valid Postgres URL")
 		}
 	}
 	if cmd.uses&useAMQP != 0 {
-		if o.amqpURL == "" {
+		if _, failed := fileErrs["amqp-url"]; failed {
+			// the file's error says it
+		} else if o.amqpURL == "" {
 			bad("CDC_RELAY_AMQP_URL", "is required: a RabbitMQ URL such as amqp://user:pass@rabbitmq:5672/")
 		} else if _, err := amqp.ParseURI(o.amqpURL); err != nil {
 			bad("CDC_RELAY_AMQP_URL", "is not a valid amqp:// or amqps:// URL")
@@ -190,6 +207,13 @@ func checkAdvance(o *options, _ func() time.Time) error {
 		if _, err := ParseLSN(o.to); err != nil {
 			return UsageError{Err: fmt.Errorf("slot advance: --to: %w", err)}
 		}
+	}
+	return nil
+}
+
+func checkRoleCreate(o *options, _ func() time.Time) error {
+	if !identRE.MatchString(o.role) {
+		return usageErr("role create: --role %q is not a lower-case identifier (a-z, 0-9, _; up to 63 characters)", o.role)
 	}
 	return nil
 }

@@ -20,6 +20,7 @@ import (
 	amqp "github.com/rabbitmq/amqp091-go"
 
 	"github.com/saga-cdc/saga/cdc-relay/internal/outbox"
+	"github.com/saga-cdc/saga/internal/envfile"
 )
 
 // Config is the effective configuration of one relay process.
@@ -170,6 +171,34 @@ type option struct {
 	env, flag, def, usage string
 }
 
+// secret are the options that may come from a file (VAR_FILE): the URLs,
+// which hold passwords.
+var secret = map[string]bool{
+	"CDC_RELAY_DATABASE_URL": true, "CDC_RELAY_AMQP_URL": true, "CDC_RELAY_AMQP_MANAGEMENT_URL": true,
+}
+
+// Lookup reads variable env (flag names it in errors): for the URLs,
+// getenv(env) or the content of the file getenv(env+"_FILE") names. An
+// error is an *Error naming the _FILE variable.
+func Lookup(getenv func(string) string, env, flag string) (string, error) {
+	if !secret[env] {
+		return getenv(env), nil
+	}
+	v, err := envfile.Lookup(getenv, env)
+	if err != nil {
+		return "", &Error{Env: env + "_FILE", Flag: flag, Problem: strings.TrimPrefix(err.Error(), env+"_FILE: ")}
+	}
+	return v, nil
+}
+
+// Usage is a flag's usage line, naming its variables.
+func Usage(env, usage string) string {
+	if secret[env] {
+		return usage + " ($" + env + ", or a file named by $" + env + "_FILE)"
+	}
+	return usage + " ($" + env + ")"
+}
+
 var options = []option{
 	{"CDC_RELAY_DATABASE_URL", "database-url", "", "Postgres URL of the database whose outbox is relayed (required)"},
 	{"CDC_RELAY_AMQP_URL", "amqp-url", "", "RabbitMQ URL, amqp:// or amqps:// (required)"},
@@ -223,12 +252,16 @@ func parse(name string, args []string, getenv func(string) string, usage io.Writ
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	fs.SetOutput(usage)
 	vals := make(map[string]*string, len(options))
+	var fileErrs []error
 	for _, o := range options {
-		v := getenv(o.env)
+		v, err := Lookup(getenv, o.env, o.flag)
+		if err != nil {
+			fileErrs = append(fileErrs, err)
+		}
 		if v == "" {
 			v = o.def
 		}
-		vals[o.env] = fs.String(o.flag, v, o.usage+" ($"+o.env+")")
+		vals[o.env] = fs.String(o.flag, v, Usage(o.env, o.usage))
 	}
 	if err := fs.Parse(args); err != nil {
 		return Config{}, "", err
@@ -238,6 +271,20 @@ func parse(name string, args []string, getenv func(string) string, usage io.Writ
 	}
 	get := func(env string) string { return strings.TrimSpace(*vals[env]) }
 
+	if err := errors.Join(fileErrs...); err != nil {
+		// A flag that replaces the variable makes its file's error moot.
+		set := map[string]bool{}
+		fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+		var left []error
+		for _, e := range fileErrs {
+			if !set[e.(*Error).Flag] {
+				left = append(left, e)
+			}
+		}
+		if err := errors.Join(left...); err != nil {
+			return Config{}, "", err
+		}
+	}
 	var errs []error
 	bad := func(env, problem string) {
 		for _, o := range options {
@@ -449,30 +496,58 @@ func (c Config) Management() (base, user, password string, ok bool) {
 	return strings.TrimRight(u.String(), "/"), user, password, true
 }
 
-// MaskURL replaces the password of a URL (or a keyword/value password=...) with "xxxxx".
+// MaskURL replaces the passwords of a URL or a keyword/value string with
+// "xxxxx": the user information's (up to the last "@" before the query, so
+// several hosts and unencoded characters are covered) and the password and
+// sslpassword parameters. It never parses strictly: net/url refuses a
+// Postgres host list, and a URL it cannot parse must not be logged with
+// its password.
 func MaskURL(s string) string {
-	if u, err := url.Parse(s); err == nil && u.Scheme != "" {
-		if _, ok := u.User.Password(); ok {
-			u.User = url.UserPassword(u.User.Username(), "xxxxx")
-		}
-		q := u.Query()
-		if q.Has("password") {
-			q.Set("password", "xxxxx")
-			u.RawQuery = q.Encode()
-		}
-		return u.String()
+	scheme := strings.Index(s, "://")
+	if scheme < 0 {
+		return passwordKV.ReplaceAllString(s, "${1}=xxxxx")
 	}
-	return passwordKV.ReplaceAllString(s, "password=xxxxx")
+	rest := s[scheme+3:]
+	if from, to := userPassword(rest); from >= 0 {
+		rest = rest[:from] + "xxxxx" + rest[to:]
+	}
+	return s[:scheme+3] + passwordParam.ReplaceAllString(rest, "${1}xxxxx")
 }
 
-var passwordKV = regexp.MustCompile(`password=('(\\'|[^'])*'|\S+)`)
+// userPassword is where the password of the user information stands in
+// the part of a URL after "://", or -1.
+func userPassword(rest string) (from, to int) {
+	end := strings.IndexAny(rest, "?#")
+	if end < 0 {
+		end = len(rest)
+	}
+	at := strings.LastIndex(rest[:end], "@")
+	if at < 0 {
+		return -1, -1
+	}
+	colon := strings.Index(rest[:at], ":")
+	if colon < 0 {
+		return -1, -1
+	}
+	return colon + 1, at
+}
+
+var (
+	passwordKV    = regexp.MustCompile(`(?i)\b((?:ssl)?password)=('(\\'|[^'])*'|\S+)`)
+	passwordParam = regexp.MustCompile(`(?i)([?&](?:ssl)?password=)[^&#]*`)
+)
 
 // maskErr keeps a parse error from echoing a secret from the URL.
 func maskErr(msg, rawURL string) string {
-	if u, err := url.Parse(rawURL); err == nil {
-		if p, ok := u.User.Password(); ok && p != "" {
+	if i := strings.Index(rawURL, "://"); i >= 0 {
+		rest := rawURL[i+3:]
+		if from, to := userPassword(rest); from >= 0 && to > from {
+			p := rest[from:to]
 			msg = strings.ReplaceAll(msg, p, "xxxxx")
+			if u, err := url.PathUnescape(p); err == nil && u != p {
+				msg = strings.ReplaceAll(msg, u, "xxxxx")
+			}
 		}
 	}
-	return passwordKV.ReplaceAllString(msg, "password=xxxxx")
+	return passwordKV.ReplaceAllString(msg, "${1}=xxxxx")
 }

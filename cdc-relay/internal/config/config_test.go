@@ -3,6 +3,8 @@ package config
 import (
 	"io"
 	"log/slog"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -140,10 +142,92 @@ func TestMaskURL(t *testing.T) {
 		{"postgres://h/db?password=p&sslmode=disable", "postgres://h/db?password=xxxxx&sslmode=disable"},
 		{"host=h user=u password=p dbname=d", "host=h user=u password=xxxxx dbname=d"},
 		{"host=h password='a b' dbname=d", "host=h password=xxxxx dbname=d"},
+		// Several hosts: net/url refuses the host list, the password must still go.
+		{"postgres://relay:s3cret@db-a:5432,db-b:5432/orders?target_session_attrs=primary",
+			"postgres://relay:xxxxx@db-a:5432,db-b:5432/orders?target_session_attrs=primary"},
+		{"postgres://relay:s3cret@db-a,db-b/orders", "postgres://relay:xxxxx@db-a,db-b/orders"},
+		// Query strings: password and sslpassword, wherever they stand.
+		{"postgres://h/db?sslmode=verify-full&sslpassword=k3y&password=p", "postgres://h/db?sslmode=verify-full&sslpassword=xxxxx&password=xxxxx"},
+		{"postgres://u:p@h/db?PASSWORD=p", "postgres://u:xxxxx@h/db?PASSWORD=xxxxx"},
+		// A password holding the characters a URL uses, percent-encoded or not.
+		{"amqp://u:p%40ss%2Fw@rabbit:5672/", "amqp://u:xxxxx@rabbit:5672/"},
+		{"amqp://u:p@ss@rabbit:5672/vh", "amqp://u:xxxxx@rabbit:5672/vh"},
+		{"host=h sslpassword=k3y password=p", "host=h sslpassword=xxxxx password=xxxxx"},
+		{"", ""},
 	}
 	for _, tt := range tests {
-		assert.Equal(t, tt.want, MaskURL(tt.in), tt.in)
+		got := MaskURL(tt.in)
+		assert.Equal(t, tt.want, got, tt.in)
+		for _, secret := range []string{"s3cret", "k3y", "p%40ss", "p@ss"} {
+			assert.NotContains(t, got, secret, tt.in)
+		}
 	}
+}
+
+// A URL that does not parse is named in the error without its password,
+// however it is written.
+func TestBadURLErrorsHideThePassword(t *testing.T) {
+	for _, u := range []string{
+		"postgres://relay:s3cret@db-a:5432,db-b:5432/orders?sslmode=bogus",
+		"postgres://relay:s3cret@db:notaport/orders",
+		"postgres://relay:s3%63ret@db:notaport/orders",
+		"host=db password=s3cret sslmode=bogus",
+	} {
+		_, err := Parse("cdc-relay run", nil, env(map[string]string{"CDC_RELAY_DATABASE_URL": u, "CDC_RELAY_AMQP_URL": "amqp://r:s3cret@x:notaport"}), io.Discard)
+		require.Error(t, err, u)
+		assert.NotContains(t, err.Error(), "s3cret", u)
+		assert.NotContains(t, err.Error(), "s3%63ret", u)
+	}
+}
+
+// Each URL variable can come from a file instead (VAR_FILE, the Docker and
+// Kubernetes secrets convention): its content, without the final newline.
+func TestURLsFromFiles(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name, content string) string {
+		p := filepath.Join(dir, name)
+		require.NoError(t, os.WriteFile(p, []byte(content), 0o600))
+		return p
+	}
+	db := write("db", "postgres://relay:s3cret@db:5432/orders\n")
+	amqpFile := write("amqp", "amqps://user:hunter2@rabbit:5671/vh")
+	mgmt := write("mgmt", "https://admin:pw@rabbit:15671\n")
+	c, err := Parse("cdc-relay run", nil, env(map[string]string{
+		"CDC_RELAY_DATABASE_URL_FILE":        db,
+		"CDC_RELAY_AMQP_URL_FILE":            amqpFile,
+		"CDC_RELAY_AMQP_MANAGEMENT_URL_FILE": mgmt,
+	}), io.Discard)
+	require.NoError(t, err)
+	assert.Equal(t, "postgres://relay:s3cret@db:5432/orders", c.DatabaseURL)
+	assert.Equal(t, "amqps://user:hunter2@rabbit:5671/vh", c.AMQPURL)
+	assert.Equal(t, "https://admin:pw@rabbit:15671", c.ManagementURL)
+
+	tests := []struct {
+		name string
+		env  map[string]string
+		want string
+	}{
+		{"both set", map[string]string{"CDC_RELAY_DATABASE_URL": "postgres://db/x", "CDC_RELAY_DATABASE_URL_FILE": db, "CDC_RELAY_AMQP_URL": "amqp://r"},
+			"CDC_RELAY_DATABASE_URL_FILE (--database-url): set either CDC_RELAY_DATABASE_URL or CDC_RELAY_DATABASE_URL_FILE, not both"},
+		{"missing file", map[string]string{"CDC_RELAY_DATABASE_URL": "postgres://db/x", "CDC_RELAY_AMQP_URL_FILE": filepath.Join(dir, "nope")},
+			"CDC_RELAY_AMQP_URL_FILE (--amqp-url): read " + filepath.Join(dir, "nope")},
+		{"empty file", map[string]string{"CDC_RELAY_DATABASE_URL_FILE": write("empty", "\n"), "CDC_RELAY_AMQP_URL": "amqp://r"},
+			"CDC_RELAY_DATABASE_URL_FILE (--database-url): " + filepath.Join(dir, "empty") + " is empty"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := Parse("cdc-relay run", nil, env(tt.env), io.Discard)
+			require.Error(t, err)
+			assert.Contains(t, err.Error(), tt.want)
+			assert.NotContains(t, err.Error(), "s3cret")
+		})
+	}
+	// A flag still overrides the file.
+	c, err = Parse("cdc-relay run", []string{"--database-url", "postgres://flag/db"}, env(map[string]string{
+		"CDC_RELAY_DATABASE_URL_FILE": db, "CDC_RELAY_AMQP_URL": "amqp://r",
+	}), io.Discard)
+	require.NoError(t, err)
+	assert.Equal(t, "postgres://flag/db", c.DatabaseURL)
 }
 
 func TestParseTable(t *testing.T) {

@@ -210,9 +210,13 @@ func backoff(attempt int, first, limit time.Duration) time.Duration {
 	return d/2 + rand.N(d/2+1)
 }
 
-// brokerDialError marks as fatal what retrying cannot fix: credentials or
-// vhost refused (403), or the exchange exists with other arguments (406).
+// brokerDialError marks as fatal what retrying cannot fix: a certificate
+// that cannot be verified, credentials or vhost refused (403), or the
+// exchange exists with other arguments (406).
 func brokerDialError(err error) error {
+	if replication.TLSRefused(err) {
+		return replication.Fatal(fmt.Errorf("%w; the broker's certificate does not match CDC_RELAY_AMQP_URL's cacertfile (its CA) or server_name_indication / host name", err))
+	}
 	var amqpErr *amqp.Error
 	if errors.As(err, &amqpErr) {
 		switch amqpErr.Code {

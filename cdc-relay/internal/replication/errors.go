@@ -1,6 +1,8 @@
 package replication
 
 import (
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 )
@@ -45,4 +47,17 @@ func SlotLost(slot, why string, hint RepairHint) error {
 	return fatal("replication slot %q is lost: %s; rows written since it last streamed are not in its stream. "+
 		"Repair: `cdc-relay slot create` (after `cdc-relay slot drop --force` if it still exists), "+
 		"then `cdc-relay replay --since %s`, then start the relay; consumers dedup the overlap by message id", slot, why, since)
+}
+
+// TLSRefused reports whether err is a server certificate the client could
+// not verify (an unknown authority, a host name it was not issued for, an
+// expired certificate): a configuration problem no retry fixes.
+func TLSRefused(err error) bool {
+	var (
+		verify   *tls.CertificateVerificationError
+		unknown  x509.UnknownAuthorityError
+		hostname x509.HostnameError
+		invalid  x509.CertificateInvalidError
+	)
+	return errors.As(err, &verify) || errors.As(err, &unknown) || errors.As(err, &hostname) || errors.As(err, &invalid)
 }

@@ -398,6 +398,9 @@ func Connect(ctx context.Context, dbURL string) (*pgx.Conn, error) {
 // the credentials or the database does not exist (a bad CDC_RELAY_DATABASE_URL).
 func connectError(err error) error {
 	err = fmt.Errorf("connect to database: %w", err)
+	if TLSRefused(err) {
+		return Fatal(fmt.Errorf("%w; the server's certificate does not match CDC_RELAY_DATABASE_URL's sslrootcert (its CA) or host name", err))
+	}
 	var pgErr *pgconn.PgError
 	if errors.As(err, &pgErr) {
 		switch pgErr.Code {

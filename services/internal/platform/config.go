@@ -12,6 +12,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/saga-cdc/saga/internal/envfile"
 )
 
 // Config is a service's configuration. FromEnv is the only place that reads
@@ -51,9 +53,19 @@ type Config struct {
 // FromEnv reads the configuration from getenv, with defaultAddr as the
 // default HTTP_ADDR, and validates it. An error names the bad variable.
 func FromEnv(getenv func(string) string, defaultAddr string) (Config, error) {
+	var errs []error
+	// The URLs hold passwords: each may come from a file instead
+	// (DATABASE_URL_FILE, AMQP_URL_FILE: Docker and Kubernetes secrets).
+	secret := func(name string) string {
+		v, err := envfile.Lookup(getenv, name)
+		if err != nil {
+			errs = append(errs, err)
+		}
+		return v
+	}
 	c := Config{
-		DatabaseURL:       getenv("DATABASE_URL"),
-		AMQPURL:           getenv("AMQP_URL"),
+		DatabaseURL:       secret("DATABASE_URL"),
+		AMQPURL:           secret("AMQP_URL"),
 		HTTPAddr:          orDefault(getenv("HTTP_ADDR"), defaultAddr),
 		Exchange:          orDefault(getenv("SAGA_EXCHANGE"), "saga"),
 		QueuePrefix:       getenv("SAGA_QUEUE_PREFIX"),
@@ -65,7 +77,6 @@ func FromEnv(getenv func(string) string, defaultAddr string) (Config, error) {
 		RetentionInterval: time.Hour,
 		ShutdownTimeout:   15 * time.Second,
 	}
-	var errs []error
 	if v := getenv("CONSUMER_PREFETCH"); v != "" {
 		n, err := strconv.Atoi(v)
 		if err != nil {

@@ -1,6 +1,8 @@
 package platform
 
 import (
+	"os"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -64,6 +66,25 @@ func TestFromEnvNamesTheBadVariable(t *testing.T) {
 			assert.Equal(t, tc.want, err.Error())
 		})
 	}
+}
+
+// The URLs may come from files (DATABASE_URL_FILE, AMQP_URL_FILE), as
+// Docker and Kubernetes secrets are mounted.
+func TestFromEnvURLsFromFiles(t *testing.T) {
+	dir := t.TempDir()
+	db, mq := filepath.Join(dir, "db"), filepath.Join(dir, "mq")
+	require.NoError(t, os.WriteFile(db, []byte("postgres://order:s3cret@db/order\n"), 0o600))
+	require.NoError(t, os.WriteFile(mq, []byte("amqp://saga:s3cret@mq:5672/"), 0o600))
+	c, err := FromEnv(env(map[string]string{"DATABASE_URL_FILE": db, "AMQP_URL_FILE": mq}), ":8000")
+	require.NoError(t, err)
+	assert.Equal(t, "postgres://order:s3cret@db/order", c.DatabaseURL)
+	assert.Equal(t, "amqp://saga:s3cret@mq:5672/", c.AMQPURL)
+
+	_, err = FromEnv(env(map[string]string{"DATABASE_URL": "postgres://db", "DATABASE_URL_FILE": db, "AMQP_URL_FILE": filepath.Join(dir, "nope")}), ":8000")
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "DATABASE_URL_FILE: set either DATABASE_URL or DATABASE_URL_FILE, not both")
+	assert.Contains(t, err.Error(), "AMQP_URL_FILE: read "+filepath.Join(dir, "nope")+": no such file or directory")
+	assert.NotContains(t, err.Error(), "s3cret")
 }
 
 func TestValidateEmptyAddrAndExchange(t *testing.T) {

@@ -1,0 +1,100 @@
+package admin
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/saga-cdc/saga/internal/envfile"
+)
+
+// RoleCreated is what role create did.
+type RoleCreated struct {
+	Role    string `json:"role"`
+	Created bool   `json:"created"` // false: it existed, and now has LOGIN REPLICATION
+	Schema  string `json:"schema"`
+	Table   string `json:"table"`
+	// Password reports whether a password was set (never the password).
+	Password bool `json:"password_set"`
+}
+
+// runRoleCreate makes the relay's least-privileged role: LOGIN REPLICATION,
+// USAGE on the outbox's schema and SELECT on the outbox table, nothing
+// else. It runs as a role that may create roles with REPLICATION (a
+// superuser; on Postgres 16+ a CREATEROLE role that has REPLICATION
+// itself), once per database; run again, it grants what is missing and
+// changes nothing else. The password, when one is given, comes from the
+// file --password-file names, never from the command line.
+func runRoleCreate(ctx context.Context, o options, stdout, _ io.Writer) error {
+	password := ""
+	if o.passwordFile != "" {
+		var err error
+		if password, err = envfile.Read(o.passwordFile); err != nil {
+			return UsageError{Err: fmt.Errorf("role create: --password-file: %w", err)}
+		}
+	}
+	conn, err := connect(ctx, o.databaseURL)
+	if err != nil {
+		return fmt.Errorf("role create %s: %w", o.role, err)
+	}
+	defer conn.Close(context.WithoutCancel(ctx))
+	r := RoleCreated{Role: o.role, Schema: o.table.Schema, Table: o.table.String(), Password: password != ""}
+	err = pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
+		if err := tx.QueryRow(ctx, `SELECT NOT EXISTS (SELECT FROM pg_roles WHERE rolname = $1)`, o.role).Scan(&r.Created); err != nil {
+			return err
+		}
+		verb := "ALTER"
+		if r.Created {
+			verb = "CREATE"
+		}
+		// format() quotes the name and the password on the server.
+		var stmts []string
+		var sql string
+		if password != "" {
+			err = tx.QueryRow(ctx, `SELECT format('`+verb+` ROLE %I WITH LOGIN REPLICATION PASSWORD %L', $1::text, $2::text)`, o.role, password).Scan(&sql)
+		} else {
+			err = tx.QueryRow(ctx, `SELECT format('`+verb+` ROLE %I WITH LOGIN REPLICATION', $1::text)`, o.role).Scan(&sql)
+		}
+		if err != nil {
+			return err
+		}
+		stmts = append(stmts, sql,
+			fmt.Sprintf("GRANT USAGE ON SCHEMA %s TO %s", pgx.Identifier{o.table.Schema}.Sanitize(), pgx.Identifier{o.role}.Sanitize()),
+			fmt.Sprintf("GRANT SELECT ON TABLE %s TO %s", pgx.Identifier{o.table.Schema, o.table.Name}.Sanitize(), pgx.Identifier{o.role}.Sanitize()))
+		for _, s := range stmts {
+			if _, err := tx.Exec(ctx, s); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		var pgErr *pgconn.PgError
+		if errors.As(err, &pgErr) {
+			switch pgErr.Code {
+			case "42501":
+				return fmt.Errorf("role create %s: %w: the connecting role may not create a role with REPLICATION or grant on %s (%s): run it as a superuser, or on Postgres 16+ as a CREATEROLE role that has REPLICATION and owns the table",
+					o.role, ErrRefused, o.table, pgErr.Message)
+			case "42P01", "3F000":
+				return fmt.Errorf("role create %s: %w: %s: create the outbox with the outbox migration first", o.role, ErrRefused, pgErr.Message)
+			}
+		}
+		return fmt.Errorf("role create %s: %w", o.role, err)
+	}
+	if o.json {
+		return writeJSON(stdout, r)
+	}
+	what := "created role %s (LOGIN REPLICATION)"
+	if !r.Created {
+		what = "role %s exists: now LOGIN REPLICATION"
+	}
+	if r.Password {
+		what += ", password set from the file"
+	}
+	_, err = fmt.Fprintf(stdout, what+"; granted USAGE on schema %s and SELECT on %s, nothing else\n", r.Role, r.Schema, r.Table)
+	return err
+}

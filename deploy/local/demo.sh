@@ -59,6 +59,7 @@ GO=${GO:-go}
 BIN=$STATE/bin
 RUN=$STATE/run
 LOG=$STATE/log
+SECRETS=$STATE/secrets
 
 readonly SERVICES=(order stock payment)
 # Every port of the demo, in one place.
@@ -173,15 +174,88 @@ amqp_url_of() {
 
 psql_at() { psql -X -q -w -v ON_ERROR_STOP=1 -At "$@" </dev/null; }
 
+# The roles (docs/security.md): each service connects as the owner of its
+# database, an ordinary role; each relay as a role with LOGIN REPLICATION
+# and SELECT on its outbox, made by `cdc-relay role create`. Only this
+# script's set-up uses PG_URL's (superuser) role. Their passwords live in
+# $SECRETS (0600), and the processes read their URLs from files there
+# (DATABASE_URL_FILE, CDC_RELAY_DATABASE_URL_FILE), never from the
+# environment.
+service_role() { printf '%s_%s' "$NAME" "$1"; }
+relay_role() { printf '%s_relay_%s' "$NAME" "$1"; }
+
+# password_of ROLE: the role's password, made once.
+password_of() {
+	local f=$SECRETS/$1.password
+	if [[ ! -s "$f" ]]; then
+		(umask 077 && od -An -N18 -tx1 /dev/urandom | tr -d ' \n' >"$f")
+	fi
+	cat "$f"
+}
+
+# as_role URL ROLE: URL with ROLE and its password as the user.
+as_role() {
+	local url=$1 role=$2 scheme rest
+	scheme=${url%%://*}
+	rest=${url#*://}
+	[[ "${rest%%/*}" == *@* ]] && rest=${rest#*@}
+	printf '%s://%s:%s@%s' "$scheme" "$role" "$(password_of "$role")" "$rest"
+}
+
+# url_file NAME URL: write URL to $SECRETS/NAME.url (0600) and print the path.
+url_file() {
+	local f=$SECRETS/$1.url
+	(umask 077 && printf '%s\n' "$2" >"$f")
+	printf '%s' "$f"
+}
+
 create_databases() {
 	command -v psql >/dev/null 2>&1 || die "psql not found (Debian: apt-get install postgresql-client)"
-	local svc db
+	mkdir -p "$SECRETS"
+	chmod 700 "$SECRETS"
+	local svc db role owner
 	for svc in "${SERVICES[@]}"; do
 		db=${NAME}_$svc
-		if [[ -z "$(psql_at "$PG_URL" -c "SELECT 1 FROM pg_database WHERE datname = '$db'")" ]]; then
-			log "creating database $db"
-			psql_at "$PG_URL" -c "CREATE DATABASE \"$db\"" || die "CREATE DATABASE $db failed"
+		role=$(service_role "$svc")
+		if [[ -z "$(psql_at "$PG_URL" -c "SELECT 1 FROM pg_roles WHERE rolname = '$role'")" ]]; then
+			log "creating role $role (the owner of $db)"
+			psql_at "$PG_URL" -c "CREATE ROLE \"$role\" LOGIN" || die "CREATE ROLE $role failed"
 		fi
+		# On standard input, not the command line, which ps shows.
+		printf 'ALTER ROLE "%s" WITH LOGIN NOSUPERUSER PASSWORD '"'"'%s'"'"'\n' "$role" "$(password_of "$role")" |
+			psql -X -q -w -v ON_ERROR_STOP=1 -At "$PG_URL" >/dev/null || die "ALTER ROLE $role failed"
+		owner=$(psql_at "$PG_URL" -c "SELECT pg_get_userbyid(datdba) FROM pg_database WHERE datname = '$db'")
+		if [[ -z "$owner" ]]; then
+			log "creating database $db"
+			psql_at "$PG_URL" -c "CREATE DATABASE \"$db\" OWNER \"$role\"" || die "CREATE DATABASE $db failed"
+		elif [[ "$owner" != "$role" ]]; then
+			# A database of an earlier demo, made as the superuser: hand it
+			# and what its migrations made over to the service's role.
+			log "handing database $db (owned by $owner) over to $role"
+			psql_at "$(db_url "$PG_URL" "$db")" -c "ALTER DATABASE \"$db\" OWNER TO \"$role\"" \
+				-c "DO \$\$ DECLARE r record; BEGIN
+					FOR r IN SELECT c.oid::regclass AS name, c.relkind FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+						WHERE n.nspname = 'public' AND c.relkind IN ('r', 'p', 'S', 'v') AND pg_get_userbyid(c.relowner) <> '$role'
+						AND NOT EXISTS (SELECT FROM pg_depend d WHERE d.objid = c.oid AND d.deptype IN ('a', 'i')) LOOP
+						EXECUTE format('ALTER %s %s OWNER TO %I', CASE r.relkind WHEN 'S' THEN 'SEQUENCE' WHEN 'v' THEN 'VIEW' ELSE 'TABLE' END, r.name, '$role');
+					END LOOP;
+					FOR r IN SELECT pubname FROM pg_publication WHERE pg_get_userbyid(pubowner) <> '$role' LOOP
+						EXECUTE format('ALTER PUBLICATION %I OWNER TO %I', r.pubname, '$role');
+					END LOOP;
+				END \$\$" >/dev/null || die "could not hand $db over to $role"
+		fi
+	done
+}
+
+# grant_relays makes each relay's role, once its outbox exists.
+grant_relays() {
+	local svc role
+	for svc in "${SERVICES[@]}"; do
+		role=$(relay_role "$svc")
+		password_of "$role" >/dev/null
+		CDC_RELAY_DATABASE_URL=$(db_url "$PG_URL" "${NAME}_$svc") "$BIN/cdc-relay" role create --role "$role" \
+			--password-file "$SECRETS/$role.password" >>"$LOG/relay-$svc-role.log" 2>&1 ||
+			die "cdc-relay role create --role $role failed; see $LOG/relay-$svc-role.log"
 	done
 }
 
@@ -208,7 +282,7 @@ build() {
 service_env() {
 	local svc=$1
 	printf '%s\n' \
-		"DATABASE_URL=$(db_url "$PG_URL" "${NAME}_$svc")" \
+		"DATABASE_URL_FILE=$(url_file "$svc" "$(as_role "$(db_url "$PG_URL" "${NAME}_$svc")" "$(service_role "$svc")")")" \
 		"AMQP_URL=$(amqp_url_of "$svc")" \
 		"HTTP_ADDR=$HOST:$(port_of "$svc")" \
 		"SAGA_EXCHANGE=$EXCHANGE" \
@@ -219,7 +293,7 @@ service_env() {
 relay_env() {
 	local svc=$1
 	printf '%s\n' \
-		"CDC_RELAY_DATABASE_URL=$(db_url "$PG_URL" "${NAME}_$svc")" \
+		"CDC_RELAY_DATABASE_URL_FILE=$(url_file "relay-$svc" "$(as_role "$(db_url "$PG_URL" "${NAME}_$svc")" "$(relay_role "$svc")")")" \
 		"CDC_RELAY_AMQP_URL=$(amqp_url_of "relay-$svc")" \
 		"CDC_RELAY_SLOT=${NAME}_$svc" \
 		"CDC_RELAY_EXCHANGE=$EXCHANGE" \
@@ -339,6 +413,7 @@ up() {
 		build
 	fi
 	migrate
+	grant_relays
 	# The services first: they declare the exchange and all queues, so the
 	# relays' mandatory publishes are routable from their first message.
 	local group started
@@ -409,8 +484,11 @@ purge() {
 		psql_at "$PG_URL" -c "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = '$db' AND NOT active" >/dev/null ||
 			log "could not drop slot $db"
 		psql_at "$PG_URL" -c "DROP DATABASE IF EXISTS \"$db\" WITH (FORCE)" || log "could not drop database $db"
-		log "dropped slot and database $db"
+		psql_at "$PG_URL" -c "DROP ROLE IF EXISTS \"$(relay_role "$svc")\"" -c "DROP ROLE IF EXISTS \"$(service_role "$svc")\"" ||
+			log "could not drop the roles of $db"
+		log "dropped slot, database and roles of $db"
 	done
+	rm -rf "$SECRETS"
 	log "RabbitMQ keeps exchange $EXCHANGE and the queues ${QUEUE_PREFIX}order.v1, ${QUEUE_PREFIX}stock.v1, ${QUEUE_PREFIX}payment.v1 (and DLQ.*)"
 }
 

@@ -45,11 +45,7 @@ func main() {
 	if err == nil {
 		return
 	}
-	code := admin.ExitCode(err)
-	var usage usageError
-	if errors.As(err, &usage) {
-		code = 2
-	}
+	code := exitCode(err)
 	if !errors.Is(err, config.ErrHelp) && !errors.Is(err, errLogged) {
 		for _, line := range strings.Split(err.Error(), "\n") {
 			fmt.Fprintln(os.Stderr, "cdc-relay:", line)
@@ -70,6 +66,16 @@ type usageError struct{ error }
 
 func (e usageError) Unwrap() error { return e.error }
 
+// exitCode is the process's exit code for an error of run: 2 for a usage
+// error (the daemon's or a command's), else as admin.ExitCode.
+func exitCode(err error) int {
+	var usage usageError
+	if errors.As(err, &usage) {
+		return 2
+	}
+	return admin.ExitCode(err)
+}
+
 // errLogged marks an error already written to the log.
 var errLogged = errors.New("see the log")
 
@@ -81,8 +87,6 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	switch args[1] {
 	case "run":
 		return runRelay(ctx, args[2:], getenv, stdout, stderr)
-	case "slot", "publication", "doctor", "replay":
-		return admin.Run(ctx, args[1:], getenv, stdout, stderr)
 	case "version":
 		fmt.Fprintln(stdout, "cdc-relay", version())
 		return nil
@@ -90,6 +94,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		fmt.Fprint(stdout, usageText)
 		return nil
 	default:
+		if admin.Handles(args[1]) {
+			return admin.Run(ctx, args[1:], getenv, stdout, stderr)
+		}
 		fmt.Fprint(stderr, usageText)
 		return usageError{fmt.Errorf("unknown command %q", args[1])}
 	}

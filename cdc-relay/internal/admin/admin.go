@@ -130,6 +130,17 @@ var commands = []command{
 		check: checkReplay},
 }
 
+// Handles reports whether word names a command of Run (its first word:
+// "slot", "role", "doctor", ...), so the program sends it here.
+func Handles(word string) bool {
+	for _, c := range commands {
+		if first, _, _ := strings.Cut(c.name, " "); first == word {
+			return true
+		}
+	}
+	return false
+}
+
 // lookup finds the command named by the first one or two words of args.
 func lookup(args []string) (command, []string, error) {
 	if len(args) == 0 {

@@ -27,6 +27,7 @@ import (
 	"github.com/saga-cdc/saga/cdc-relay/internal/httpserver"
 	"github.com/saga-cdc/saga/cdc-relay/internal/metrics"
 	"github.com/saga-cdc/saga/cdc-relay/internal/relay"
+	"github.com/saga-cdc/saga/internal/logkey"
 )
 
 func main() {
@@ -133,10 +134,10 @@ func runRelay(ctx context.Context, args []string, getenv func(string) string, st
 	srv := &http.Server{Handler: httpserver.MultiHandler(statuses, reg.Handler()), ReadHeaderTimeout: 5 * time.Second}
 	go func() {
 		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			log.Error("http server stopped", "err", err)
+			log.Error("http server stopped", logkey.Error, err)
 		}
 	}()
-	log.Info("http listening", "addr", ln.Addr().String())
+	log.Info("http listening", logkey.Addr, ln.Addr().String())
 
 	// A relay that stops on a fatal error leaves the others running: one
 	// misconfigured database does not stop the outboxes of the rest. The
@@ -148,7 +149,7 @@ func runRelay(ctx context.Context, args []string, getenv func(string) string, st
 		go func() {
 			defer wg.Done()
 			if errs[i] = r.Run(ctx); errs[i] != nil {
-				log.Error("relay stopped", "relay", cfgs[i].Name, "err", errs[i])
+				log.Error("relay stopped", "relay", cfgs[i].Name, logkey.Error, errs[i])
 			}
 		}()
 	}

@@ -23,11 +23,11 @@ import (
 
 	"github.com/saga-cdc/saga/cdc-relay/internal/checkpoint"
 	"github.com/saga-cdc/saga/cdc-relay/internal/config"
-	"github.com/saga-cdc/saga/cdc-relay/internal/logkey"
 	"github.com/saga-cdc/saga/cdc-relay/internal/mgmt"
 	"github.com/saga-cdc/saga/cdc-relay/internal/outbox"
 	"github.com/saga-cdc/saga/cdc-relay/internal/publisher"
 	"github.com/saga-cdc/saga/cdc-relay/internal/replication"
+	"github.com/saga-cdc/saga/internal/logkey"
 )
 
 // Observer is told what the relay does, for metrics. Its methods must be
@@ -131,7 +131,7 @@ func (r *Relay) Run(ctx context.Context) error {
 		if ctx.Err() != nil {
 			r.st.set(PhaseStopped, "stopped")
 			if err != nil && !errors.Is(err, context.Canceled) {
-				r.log.Warn("stopped after an error", logkey.Err, err)
+				r.log.Warn("stopped after an error", logkey.Error, err)
 			}
 			return nil
 		}
@@ -149,7 +149,7 @@ func (r *Relay) Run(ctx context.Context) error {
 			// over as soon as it goes away.
 			r.st.set(PhaseStandby, err.Error())
 			wait = r.opts.StandbyPoll
-			r.log.Debug("standby: slot is held by another relay", logkey.Err, err)
+			r.log.Debug("standby: slot is held by another relay", logkey.Error, err)
 		} else {
 			var f *publisher.Failure
 			if r.streamed.Load() && !errors.As(err, &f) {
@@ -169,7 +169,7 @@ func (r *Relay) Run(ctx context.Context) error {
 			r.obs.Reconnect(target)
 			r.st.reconnect()
 			r.st.set(PhaseBackoff, err.Error())
-			attrs := []any{logkey.Err, err, logkey.Target, target, logkey.Backoff, wait}
+			attrs := []any{logkey.Error, err, logkey.Target, target, logkey.Backoff, wait}
 			if errors.As(err, &f) {
 				attrs = append(attrs, logkey.RoutingKey, f.RoutingKey, logkey.MessageID, f.MessageID)
 				r.remember(f)
@@ -434,7 +434,7 @@ func (r *Relay) linkParking(ctx context.Context) {
 	}
 	switch {
 	case err != nil:
-		r.log.Warn("could not set the alternate-exchange policy of the park mode; unroutable messages are held until it is set", logkey.Err, err,
+		r.log.Warn("could not set the alternate-exchange policy of the park mode; unroutable messages are held until it is set", logkey.Error, err,
 			"fix", parkPolicyCommand(r.cfg.Exchange))
 	case got != ae:
 		r.log.Warn("another policy or argument decides the alternate exchange of the relay's exchange; unroutable messages go to it, or are held",
@@ -497,11 +497,11 @@ func (r *Relay) abandonSnapshot(ctx context.Context, ctl *pgx.Conn, cause error)
 	dctx, cancel := closing(ctx)
 	defer cancel()
 	if err := replication.DropSlot(dctx, ctl, r.cfg.Slot, 3*time.Second); err != nil {
-		r.log.Warn("could not drop the slot whose snapshot rows were not all delivered; the next start drops it", logkey.Err, err)
+		r.log.Warn("could not drop the slot whose snapshot rows were not all delivered; the next start drops it", logkey.Error, err)
 		return cause
 	}
 	r.mem.setCreated(0)
-	r.log.Warn("first start interrupted before every row of the slot's snapshot was confirmed: dropped the slot; the next start creates it again", logkey.Err, cause)
+	r.log.Warn("first start interrupted before every row of the slot's snapshot was confirmed: dropped the slot; the next start creates it again", logkey.Error, cause)
 	return cause
 }
 

@@ -18,10 +18,10 @@ import (
 	"github.com/saga-cdc/saga/cdc-relay/event"
 	"github.com/saga-cdc/saga/cdc-relay/internal/checkpoint"
 	"github.com/saga-cdc/saga/cdc-relay/internal/config"
-	"github.com/saga-cdc/saga/cdc-relay/internal/logkey"
 	"github.com/saga-cdc/saga/cdc-relay/internal/outbox"
 	"github.com/saga-cdc/saga/cdc-relay/internal/publisher"
 	"github.com/saga-cdc/saga/cdc-relay/internal/replication"
+	"github.com/saga-cdc/saga/internal/logkey"
 )
 
 // statusGap is the longest a confirmed position waits before it is reported
@@ -265,7 +265,7 @@ func (s *session) publish(ctx context.Context, row outbox.Row, committed time.Ti
 	if warn != nil {
 		s.obs.InvalidRow()
 		s.log.Warn("outbox row has invalid headers; sent with them as text under "+outbox.HeaderInvalidHeaders,
-			logkey.Err, warn, logkey.MessageID, row.ID, logkey.RoutingKey, row.RoutingKey, logkey.XID, s.xid)
+			logkey.Error, warn, logkey.MessageID, row.ID, logkey.RoutingKey, row.RoutingKey, logkey.XID, s.xid)
 	}
 	if reason, ok := s.mem.poisoned(row.ID); ok {
 		return s.poison(ctx, row, &outbox.PoisonError{RowID: row.ID, Field: "payload", Reason: reason}, committed)
@@ -576,7 +576,7 @@ func (s *session) watchParked(ctx context.Context) {
 			logkey.RoutingKey, d.RoutingKey, "queue", queue)
 	})
 	if err != nil && ctx.Err() == nil {
-		s.log.Warn("stopped watching parked messages; they are still parked, only not counted", logkey.Err, err)
+		s.log.Warn("stopped watching parked messages; they are still parked, only not counted", logkey.Error, err)
 	}
 }
 
@@ -610,7 +610,7 @@ func (s *session) heartbeats(ctx context.Context) error {
 				return nil
 			}
 			if !failing {
-				s.log.Warn("heartbeat statement failed; the stream's heartbeat age tells whether it stalls", logkey.Err, err)
+				s.log.Warn("heartbeat statement failed; the stream's heartbeat age tells whether it stalls", logkey.Error, err)
 			}
 			failing = true
 			continue

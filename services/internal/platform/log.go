@@ -3,20 +3,23 @@ package platform
 import (
 	"io"
 	"log/slog"
+
+	"github.com/saga-cdc/saga/internal/logkey"
 )
 
-// Log keys used by every service, so that logs of the three can be searched alike.
+// Log keys used by every service, so that logs of the three can be searched
+// alike; those the relay writes too are its own (internal/logkey).
 const (
-	LogComponent  = "component"
+	LogComponent  = logkey.Component
 	LogService    = "service"
 	LogQueue      = "queue"
-	LogMessageID  = "message_id"
-	LogRoutingKey = "routing_key"
+	LogMessageID  = logkey.MessageID
+	LogRoutingKey = logkey.RoutingKey
 	LogEventType  = "event_type"
 	LogOrderID    = "order_id"
 	LogReason     = "reason"
-	LogError      = "error"
-	LogAddr       = "addr"
+	LogError      = logkey.Error
+	LogAddr       = logkey.Addr
 )
 
 // NewLogger returns a slog logger writing to w in format ("json" or "text")

@@ -10,9 +10,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/jackc/pgx/v5/pgconn"
-	amqp "github.com/rabbitmq/amqp091-go"
-
 	"github.com/saga-cdc/saga/cdc-relay/internal/config"
 )
 
@@ -59,27 +56,22 @@ type options struct {
 	dryRun               bool
 }
 
-// shared describes one shared option: its variable, flag and default.
-type shared struct {
-	use   uses
-	env   string
-	flag  string
-	def   string
-	usage string
+// sharedOptions are the daemon's variables each kind of use reads; their
+// flags, defaults and checks are config's (Bind), so a command reads a
+// setting exactly as `cdc-relay run` does.
+var sharedOptions = []struct {
+	use uses
+	env string
+}{
+	{useDB, "CDC_RELAY_DATABASE_URL"},
+	{useAMQP, "CDC_RELAY_AMQP_URL"},
+	{useAMQP, "CDC_RELAY_MAX_IN_FLIGHT"},
+	{useSlot, "CDC_RELAY_SLOT"},
+	{usePublication, "CDC_RELAY_PUBLICATION"},
+	{useTable, "CDC_RELAY_TABLE"},
+	{useExchange, "CDC_RELAY_EXCHANGE"},
+	{useFailover, "CDC_RELAY_SLOT_FAILOVER"},
 }
-
-var sharedOptions = []shared{
-	{useDB, "CDC_RELAY_DATABASE_URL", "database-url", "", "Postgres URL of the relay's database (required)"},
-	{useAMQP, "CDC_RELAY_AMQP_URL", "amqp-url", "", "RabbitMQ URL, amqp:// or amqps:// (required)"},
-	{useSlot, "CDC_RELAY_SLOT", "slot", config.DefaultSlot, "logical replication slot"},
-	{usePublication, "CDC_RELAY_PUBLICATION", "publication", config.DefaultPublication, "publication that holds the outbox table"},
-	{useTable, "CDC_RELAY_TABLE", "table", config.DefaultTable, "outbox table, schema-qualified"},
-	{useExchange, "CDC_RELAY_EXCHANGE", "exchange", config.DefaultExchange, "topic exchange messages are published to"},
-	{useFailover, "CDC_RELAY_SLOT_FAILOVER", "slot-failover", config.DefaultSlotFailover, "failover slot on Postgres 17+: auto, on or off"},
-	{useAMQP, "CDC_RELAY_MAX_IN_FLIGHT", "max-in-flight", strconv.Itoa(config.DefaultMaxInFlight), "unconfirmed messages at most"},
-}
-
-var identRE = regexp.MustCompile(`^[a-z_][a-z0-9_]{0,62}$`)
 
 // parse reads the shared options from getenv, then args (flags override the
 // environment, as for the daemon), and validates them. Every error is a
@@ -88,21 +80,13 @@ func parse(cmd command, args []string, getenv func(string) string, usage io.Writ
 	var o options
 	fs := flag.NewFlagSet("cdc-relay "+cmd.name, flag.ContinueOnError)
 	fs.SetOutput(usage)
-	vals := map[string]*string{}
-	fileErrs := map[string]error{} // by flag
+	var envs []string
 	for _, s := range sharedOptions {
-		if cmd.uses&s.use == 0 {
-			continue
+		if cmd.uses&s.use != 0 {
+			envs = append(envs, s.env)
 		}
-		v, err := config.Lookup(getenv, s.env, s.flag)
-		if err != nil {
-			fileErrs[s.flag] = err
-		}
-		if v == "" {
-			v = s.def
-		}
-		vals[s.env] = fs.String(s.flag, v, config.Usage(s.env, s.usage))
 	}
+	bound := config.Bind(fs, envs, getenv)
 	if cmd.uses&useJSON != 0 {
 		fs.BoolVar(&o.json, "json", false, "print JSON instead of text")
 	}
@@ -115,82 +99,13 @@ func parse(cmd command, args []string, getenv func(string) string, usage io.Writ
 	if fs.NArg() > 0 {
 		return options{}, usageErr("%s: unexpected argument %q", cmd.name, fs.Arg(0))
 	}
-	get := func(env string) string {
-		if v, ok := vals[env]; ok {
-			return strings.TrimSpace(*v)
-		}
-		return ""
-	}
-
-	var errs []error
-	// A flag that replaces the variable makes its file's error moot.
-	fs.Visit(func(f *flag.Flag) { delete(fileErrs, f.Name) })
-	for _, s := range sharedOptions {
-		if err, ok := fileErrs[s.flag]; ok {
-			errs = append(errs, err)
-		}
-	}
-	bad := func(env, problem string) {
-		for _, s := range sharedOptions {
-			if s.env == env {
-				errs = append(errs, &config.Error{Env: env, Flag: s.flag, Problem: problem})
-				return
-			}
-		}
-	}
-	o.databaseURL = get("CDC_RELAY_DATABASE_URL")
-	o.amqpURL = get("CDC_RELAY_AMQP_URL")
-	o.slot = get("CDC_RELAY_SLOT")
-	o.publication = get("CDC_RELAY_PUBLICATION")
-	o.exchange = get("CDC_RELAY_EXCHANGE")
-	if cmd.uses&useDB != 0 {
-		if _, failed := fileErrs["database-url"]; failed {
-			// the file's error says it
-		} else if o.databaseURL == "" {
-			bad("CDC_RELAY_DATABASE_URL", "is required: a Postgres URL such as postgres://relay@db:5432/orders")
-		} else if _, err := pgconn.ParseConfig(o.databaseURL); err != nil {
-			bad("CDC_RELAY_DATABASE_URL", "is not a valid Postgres URL")
-		}
-	}
-	if cmd.uses&useAMQP != 0 {
-		if _, failed := fileErrs["amqp-url"]; failed {
-			// the file's error says it
-		} else if o.amqpURL == "" {
-			bad("CDC_RELAY_AMQP_URL", "is required: a RabbitMQ URL such as amqp://user:pass@rabbitmq:5672/")
-		} else if _, err := amqp.ParseURI(o.amqpURL); err != nil {
-			bad("CDC_RELAY_AMQP_URL", "is not a valid amqp:// or amqps:// URL")
-		}
-		n, err := strconv.Atoi(get("CDC_RELAY_MAX_IN_FLIGHT"))
-		if err != nil || n < 1 || n > 100_000 {
-			bad("CDC_RELAY_MAX_IN_FLIGHT", fmt.Sprintf("%q is not a whole number in 1..100000", get("CDC_RELAY_MAX_IN_FLIGHT")))
-		}
-		o.maxInFlight = n
-	}
-	if cmd.uses&useSlot != 0 && !identRE.MatchString(o.slot) {
-		bad("CDC_RELAY_SLOT", fmt.Sprintf("%q is not a slot name: lower-case letters, digits and _, at most 63", o.slot))
-	}
-	if cmd.uses&usePublication != 0 && !identRE.MatchString(o.publication) {
-		bad("CDC_RELAY_PUBLICATION", fmt.Sprintf("%q is not a publication name: lower-case letters, digits and _, at most 63", o.publication))
-	}
-	if cmd.uses&useTable != 0 {
-		t, err := config.ParseTable(get("CDC_RELAY_TABLE"))
-		if err != nil {
-			bad("CDC_RELAY_TABLE", err.Error())
-		}
-		o.table = t
-	}
-	if cmd.uses&useFailover != 0 {
-		o.slotFailover = get("CDC_RELAY_SLOT_FAILOVER")
-		if o.slotFailover != config.FailoverAuto && o.slotFailover != config.FailoverOn && o.slotFailover != config.FailoverOff {
-			bad("CDC_RELAY_SLOT_FAILOVER", fmt.Sprintf("%q is not auto, on or off", o.slotFailover))
-		}
-	}
-	if cmd.uses&useExchange != 0 && (o.exchange == "" || len(o.exchange) > 255) {
-		bad("CDC_RELAY_EXCHANGE", "must be 1 to 255 characters")
-	}
-	if err := errors.Join(errs...); err != nil {
+	c, err := bound.Config()
+	if err != nil {
 		return options{}, UsageError{Err: err}
 	}
+	o.databaseURL, o.amqpURL, o.maxInFlight = c.DatabaseURL, c.AMQPURL, c.MaxInFlight
+	o.slot, o.publication, o.table = c.Slot, c.Publication, c.Table
+	o.exchange, o.slotFailover = c.Exchange, c.SlotFailover
 	if cmd.check != nil {
 		if err := cmd.check(&o, now); err != nil {
 			return options{}, err
@@ -212,7 +127,7 @@ func checkAdvance(o *options, _ func() time.Time) error {
 }
 
 func checkRoleCreate(o *options, _ func() time.Time) error {
-	if !identRE.MatchString(o.role) {
+	if !config.IsIdentifier(o.role) {
 		return usageErr("role create: --role %q is not a lower-case identifier (a-z, 0-9, _; up to 63 characters)", o.role)
 	}
 	return nil

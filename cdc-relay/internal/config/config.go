@@ -251,48 +251,119 @@ func ParseAll(name string, args []string, getenv func(string) string, usage io.W
 func parse(name string, args []string, getenv func(string) string, usage io.Writer) (Config, string, error) {
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	fs.SetOutput(usage)
-	vals := make(map[string]*string, len(options))
-	var fileErrs []error
-	for _, o := range options {
-		v, err := Lookup(getenv, o.env, o.flag)
-		if err != nil {
-			fileErrs = append(fileErrs, err)
-		}
-		if v == "" {
-			v = o.def
-		}
-		vals[o.env] = fs.String(o.flag, v, Usage(o.env, o.usage))
+	envs := make([]string, len(options))
+	for i, o := range options {
+		envs[i] = o.env
 	}
+	read := Bind(fs, envs, getenv)
 	if err := fs.Parse(args); err != nil {
 		return Config{}, "", err
 	}
 	if fs.NArg() > 0 {
 		return Config{}, "", fmt.Errorf("config: unexpected argument %q", fs.Arg(0))
 	}
-	get := func(env string) string { return strings.TrimSpace(*vals[env]) }
+	c, file, err := read.fill()
+	if err != nil {
+		return Config{}, "", err
+	}
+	return c, file, nil
+}
 
-	if err := errors.Join(fileErrs...); err != nil {
-		// A flag that replaces the variable makes its file's error moot.
-		set := map[string]bool{}
-		fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
-		var left []error
-		for _, e := range fileErrs {
-			if !set[e.(*Error).Flag] {
-				left = append(left, e)
-			}
+// Bound is a set of CDC_RELAY_* variables bound to the flags of a FlagSet
+// (see Bind); once the FlagSet is parsed, Config reads them back.
+type Bound struct {
+	fs       *flag.FlagSet
+	vals     map[string]*string // by variable
+	fileErrs []error
+}
+
+// Bind registers on fs the flag of each variable of envs, with the
+// variable's value (or, for a URL, its file's) as the flag's default, so
+// that a command of its own reads the same settings, with the same names
+// and checks, as `cdc-relay run`. It panics on a name that is not a
+// CDC_RELAY_* variable of this package: a programming error.
+func Bind(fs *flag.FlagSet, envs []string, getenv func(string) string) *Bound {
+	b := &Bound{fs: fs, vals: make(map[string]*string, len(envs))}
+	for _, env := range envs {
+		o, ok := optionOf(env)
+		if !ok {
+			panic("config: no variable " + env)
 		}
-		if err := errors.Join(left...); err != nil {
-			return Config{}, "", err
+		v, err := Lookup(getenv, o.env, o.flag)
+		if err != nil {
+			b.fileErrs = append(b.fileErrs, err)
+		}
+		if v == "" {
+			v = o.def
+		}
+		b.vals[o.env] = fs.String(o.flag, v, Usage(o.env, o.usage))
+	}
+	return b
+}
+
+// Config returns the bound variables' values in a Config (the others at
+// their defaults, the URLs empty), checked as `run` checks them: an error
+// joins one *Error per bad bound variable and names no other.
+func (b *Bound) Config() (Config, error) {
+	c, _, err := b.fill()
+	if err != nil {
+		return Config{}, err
+	}
+	var mine []error
+	for _, e := range unjoin(c.Validate()) {
+		if ce, ok := e.(*Error); !ok || b.vals[ce.Env] != nil {
+			mine = append(mine, e)
 		}
 	}
-	var errs []error
-	bad := func(env, problem string) {
-		for _, o := range options {
-			if o.env == env {
-				errs = append(errs, &Error{Env: env, Flag: o.flag, Problem: problem})
-				return
-			}
+	return c, errors.Join(mine...)
+}
+
+// unjoin splits an errors.Join error into its parts.
+func unjoin(err error) []error {
+	if err == nil {
+		return nil
+	}
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		return j.Unwrap()
+	}
+	return []error{err}
+}
+
+func optionOf(env string) (option, bool) {
+	for _, o := range options {
+		if o.env == env {
+			return o, true
 		}
+	}
+	return option{}, false
+}
+
+// fill reads the bound values into a Config (unbound variables at their
+// defaults) and returns CDC_RELAY_CONFIG's value; it checks what parsing
+// needs (numbers, durations, names), Validate the rest.
+func (b *Bound) fill() (Config, string, error) {
+	get := func(env string) string {
+		if v, ok := b.vals[env]; ok {
+			return strings.TrimSpace(*v)
+		}
+		o, _ := optionOf(env)
+		return o.def
+	}
+	// A flag that replaces the variable makes its file's error moot.
+	set := map[string]bool{}
+	b.fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	var errs []error
+	for _, e := range b.fileErrs {
+		if !set[e.(*Error).Flag] {
+			errs = append(errs, e)
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return Config{}, "", err
+	}
+	bad := func(env, problem string) {
+		o, _ := optionOf(env)
+		errs = append(errs, &Error{Env: env, Flag: o.flag, Problem: problem})
 	}
 	c := Config{
 		DatabaseURL:  get("CDC_RELAY_DATABASE_URL"),
@@ -342,6 +413,11 @@ func parse(name string, args []string, getenv func(string) string, usage io.Writ
 	c.Name = c.Slot
 	return c, get("CDC_RELAY_CONFIG"), nil
 }
+
+// IsIdentifier reports whether s is a name as Postgres folds unquoted
+// identifiers and as the relay accepts for its slot and publication:
+// lower-case letters, digits and _, at most 63 bytes.
+func IsIdentifier(s string) bool { return identRE.MatchString(s) }
 
 var identRE = regexp.MustCompile(`^[a-z_][a-z0-9_]{0,62}$`)
 

@@ -1,6 +1,7 @@
 package config
 
 import (
+	"flag"
 	"io"
 	"log/slog"
 	"os"
@@ -276,4 +277,65 @@ func TestDefaultsAreValidOnceURLsAreSet(t *testing.T) {
 	require.Error(t, c.Validate(), "no URLs yet")
 	c.DatabaseURL, c.AMQPURL = "postgres://h/db", "amqp://h/"
 	require.NoError(t, c.Validate())
+}
+
+// Bind gives a command of its own the daemon's variables, flags, defaults
+// and checks for the subset it names, and reports the errors of that
+// subset alone.
+func TestBind(t *testing.T) {
+	tests := []struct {
+		name    string
+		envs    []string
+		env     map[string]string
+		args    []string
+		check   func(t *testing.T, c Config)
+		wantErr []string
+		notErr  []string
+	}{
+		{name: "a subset, from the environment", envs: []string{"CDC_RELAY_DATABASE_URL", "CDC_RELAY_SLOT"},
+			env: map[string]string{"CDC_RELAY_DATABASE_URL": "postgres://db/x", "CDC_RELAY_SLOT": "s1", "CDC_RELAY_AMQP_URL": "not read"},
+			check: func(t *testing.T, c Config) {
+				assert.Equal(t, "postgres://db/x", c.DatabaseURL)
+				assert.Equal(t, "s1", c.Slot)
+				assert.Empty(t, c.AMQPURL, "not bound: not read")
+				assert.Equal(t, DefaultMaxInFlight, c.MaxInFlight, "unbound: the default")
+			}},
+		{name: "a flag overrides", envs: []string{"CDC_RELAY_DATABASE_URL", "CDC_RELAY_MAX_IN_FLIGHT"},
+			env: map[string]string{"CDC_RELAY_DATABASE_URL": "postgres://db/x"}, args: []string{"--max-in-flight", "7"},
+			check: func(t *testing.T, c Config) { assert.Equal(t, 7, c.MaxInFlight) }},
+		{name: "only the subset's errors", envs: []string{"CDC_RELAY_DATABASE_URL", "CDC_RELAY_SLOT"},
+			env:     map[string]string{"CDC_RELAY_SLOT": "Bad-Name"},
+			wantErr: []string{"CDC_RELAY_DATABASE_URL (--database-url): is required", `CDC_RELAY_SLOT (--slot): "Bad-Name" is not a slot name`},
+			notErr:  []string{"CDC_RELAY_AMQP_URL"}},
+		{name: "a number that is not", envs: []string{"CDC_RELAY_MAX_IN_FLIGHT"}, args: []string{"--max-in-flight", "many"},
+			wantErr: []string{`CDC_RELAY_MAX_IN_FLIGHT (--max-in-flight): "many" is not a whole number`}},
+		{name: "out of range", envs: []string{"CDC_RELAY_MAX_IN_FLIGHT"}, args: []string{"--max-in-flight", "0"},
+			wantErr: []string{"CDC_RELAY_MAX_IN_FLIGHT (--max-in-flight): 0 is out of range 1..100000"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			fs := flag.NewFlagSet("cmd", flag.ContinueOnError)
+			fs.SetOutput(io.Discard)
+			b := Bind(fs, tt.envs, env(tt.env))
+			require.NoError(t, fs.Parse(tt.args))
+			c, err := b.Config()
+			if len(tt.wantErr) > 0 {
+				require.Error(t, err)
+				for _, w := range tt.wantErr {
+					assert.Contains(t, err.Error(), w)
+				}
+				for _, n := range tt.notErr {
+					assert.NotContains(t, err.Error(), n)
+				}
+				return
+			}
+			require.NoError(t, err)
+			tt.check(t, c)
+		})
+	}
+	fs := flag.NewFlagSet("cmd", flag.ContinueOnError)
+	Bind(fs, []string{"CDC_RELAY_SLOT"}, env(nil))
+	assert.NotNil(t, fs.Lookup("slot"))
+	assert.Nil(t, fs.Lookup("amqp-url"), "only the named variables get flags")
+	assert.Panics(t, func() { Bind(fs, []string{"CDC_RELAY_NOPE"}, env(nil)) })
 }

@@ -144,14 +144,6 @@ func (p *Proxy) Resume() {
 	}
 }
 
-// Conns is the number of open connections (each client connection counts
-// twice: its two sides).
-func (p *Proxy) Conns() int {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return len(p.conns)
-}
-
 // Close stops listening and drops every connection.
 func (p *Proxy) Close() {
 	p.ln.Close()

@@ -62,20 +62,13 @@ commands (flags override CDC_RELAY_* variables; <command> -h lists them):
 ` + admin.Usage + `  version                                 print the version
 `
 
-// usageError is a command-line or configuration error: exit code 2.
-type usageError struct{ error }
-
-func (e usageError) Unwrap() error { return e.error }
-
 // exitCode is the process's exit code for an error of run: 2 for a usage
-// error (the daemon's or a command's), else as admin.ExitCode.
-func exitCode(err error) int {
-	var usage usageError
-	if errors.As(err, &usage) {
-		return 2
-	}
-	return admin.ExitCode(err)
-}
+// error (admin.UsageError, for the daemon and the commands alike), 1 for
+// any other.
+func exitCode(err error) int { return admin.ExitCode(err) }
+
+// usageError is a command-line or configuration error: exit code 2.
+func usageError(err error) error { return admin.UsageError{Err: err} }
 
 // errLogged marks an error already written to the log.
 var errLogged = errors.New("see the log")
@@ -83,7 +76,7 @@ var errLogged = errors.New("see the log")
 func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	if len(args) < 2 {
 		fmt.Fprint(stderr, usageText)
-		return usageError{errors.New("missing command")}
+		return usageError(errors.New("missing command"))
 	}
 	switch args[1] {
 	case "run":
@@ -99,7 +92,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 			return admin.Run(ctx, args[1:], getenv, stdout, stderr)
 		}
 		fmt.Fprint(stderr, usageText)
-		return usageError{fmt.Errorf("unknown command %q", args[1])}
+		return usageError(fmt.Errorf("unknown command %q", args[1]))
 	}
 }
 
@@ -109,7 +102,7 @@ func runRelay(ctx context.Context, args []string, getenv func(string) string, st
 		if errors.Is(err, config.ErrHelp) {
 			return err
 		}
-		return usageError{err}
+		return usageError(err)
 	}
 	// HTTP and logging are per process: the first entry carries them.
 	log := newLogger(cfgs[0], stdout)
@@ -129,7 +122,7 @@ func runRelay(ctx context.Context, args []string, getenv func(string) string, st
 
 	ln, err := net.Listen("tcp", cfgs[0].HTTPAddr)
 	if err != nil {
-		return usageError{fmt.Errorf("config: CDC_RELAY_HTTP_ADDR (--http-addr): listen on %q: %w", cfgs[0].HTTPAddr, err)}
+		return usageError(fmt.Errorf("config: CDC_RELAY_HTTP_ADDR (--http-addr): listen on %q: %w", cfgs[0].HTTPAddr, err))
 	}
 	srv := &http.Server{Handler: httpserver.MultiHandler(statuses, reg.Handler()), ReadHeaderTimeout: 5 * time.Second}
 	go func() {

@@ -30,6 +30,26 @@ import (
 // per gap rather than one per transaction.
 const statusGap = 50 * time.Millisecond
 
+// stream is what a session needs of the replication stream
+// (*replication.Stream): a unit test gives it a scripted one.
+type stream interface {
+	Receive(ctx context.Context, deadline time.Time) (replication.Message, error)
+	SendStatus(ctx context.Context, write, flush replication.LSN, replyRequested bool) error
+}
+
+// broker is what a session needs of the publisher (*publisher.Publisher):
+// the window, publishing, and breaking the socket at a stop.
+type broker interface {
+	TryAcquire() bool
+	Acquire(ctx context.Context) error
+	PublishTo(ctx context.Context, exchange, key, route string, msg amqp.Publishing, committed time.Time) (uint64, error)
+	InFlight() int
+	Flush()
+	FrameMax() int
+	Abort()
+	WatchParked(ctx context.Context, fn func(amqp.Delivery)) error
+}
+
 // session is one streaming connection pair: a replication stream and a
 // broker channel. It is discarded on any error.
 type session struct {
@@ -38,8 +58,8 @@ type session struct {
 	obs     Observer
 	st      *state
 	mem     *memory
-	stream  *replication.Stream
-	pub     *publisher.Publisher
+	stream  stream
+	pub     broker
 	tracker *checkpoint.Tracker
 	target  replication.Target
 	mapper  outbox.Mapper // reuses its headers table: one message at a time

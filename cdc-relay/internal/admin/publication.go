@@ -11,6 +11,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/saga-cdc/saga/cdc-relay/internal/config"
+	"github.com/saga-cdc/saga/cdc-relay/internal/fault"
 	"github.com/saga-cdc/saga/cdc-relay/internal/replication"
 )
 
@@ -143,7 +144,7 @@ func runPublicationCreate(ctx context.Context, o options, stdout, _ io.Writer) e
 	}
 	r := PublicationCreated{Publication: o.publication, Table: o.table.String()}
 	r.Created, err = replication.EnsurePublication(ctx, conn, t, tab.Partitioned)
-	if errors.Is(err, replication.ErrFatal) {
+	if errors.Is(err, fault.ErrFatal) {
 		return fmt.Errorf("create publication %q: %w: %w", o.publication, ErrRefused, err)
 	}
 	if err != nil {

@@ -11,6 +11,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 
+	"github.com/saga-cdc/saga/cdc-relay/internal/fault"
 	"github.com/saga-cdc/saga/cdc-relay/internal/replication"
 )
 
@@ -158,7 +159,7 @@ type SlotCreated struct {
 // An existing fit slot is not an error, so the repair steps can be rerun.
 func runSlotCreate(ctx context.Context, o options, stdout, _ io.Writer) error {
 	r, err := createSlot(ctx, o)
-	if errors.Is(err, replication.ErrSlotActive) {
+	if errors.Is(err, fault.ErrSlotActive) {
 		// It exists and a relay streams it: as fit as it gets.
 		r, err = existingSlot(ctx, o)
 	}
@@ -187,7 +188,7 @@ func createSlot(ctx context.Context, o options) (SlotCreated, error) {
 		return SlotCreated{}, err
 	}
 	if !locked {
-		return SlotCreated{}, fmt.Errorf("%w: a relay holds the lock of slot %q (it is creating or streaming it)", replication.ErrSlotActive, o.slot)
+		return SlotCreated{}, fmt.Errorf("%w: a relay holds the lock of slot %q (it is creating or streaming it)", fault.ErrSlotActive, o.slot)
 	}
 	t := replication.Target{Slot: o.slot, Publication: o.publication, Schema: o.table.Schema, Table: o.table.Name}
 	p, err := replication.Prepare(ctx, conn, t)

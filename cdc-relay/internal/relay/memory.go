@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/saga-cdc/saga/cdc-relay/internal/checkpoint"
+	"github.com/saga-cdc/saga/cdc-relay/internal/fault"
 	"github.com/saga-cdc/saga/cdc-relay/internal/replication"
 )
 
@@ -133,10 +134,10 @@ func (m *memory) confirmed(p checkpoint.Positions) {
 }
 
 // repairHint is what a lost-slot message tells the operator to replay from.
-func (m *memory) repairHint() replication.RepairHint {
+func (m *memory) repairHint() fault.RepairHint {
 	defer m.lock()()
 	if m.confirmedCommit.IsZero() {
-		return replication.RepairHint{}
+		return fault.RepairHint{}
 	}
-	return replication.RepairHint{LastConfirmedCommit: m.confirmedCommit.UTC().Format(time.RFC3339Nano)}
+	return fault.RepairHint{LastConfirmedCommit: m.confirmedCommit.UTC().Format(time.RFC3339Nano)}
 }

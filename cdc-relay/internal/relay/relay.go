@@ -23,6 +23,7 @@ import (
 
 	"github.com/saga-cdc/saga/cdc-relay/internal/checkpoint"
 	"github.com/saga-cdc/saga/cdc-relay/internal/config"
+	"github.com/saga-cdc/saga/cdc-relay/internal/fault"
 	"github.com/saga-cdc/saga/cdc-relay/internal/mgmt"
 	"github.com/saga-cdc/saga/cdc-relay/internal/outbox"
 	"github.com/saga-cdc/saga/cdc-relay/internal/publisher"
@@ -59,7 +60,7 @@ const (
 )
 
 // ErrFatal marks an error that retrying will not fix: the relay stops.
-var ErrFatal = replication.ErrFatal
+var ErrFatal = fault.ErrFatal
 
 // Options tune timings; zero values take the defaults. Tests shorten them.
 type Options struct {
@@ -144,7 +145,7 @@ func (r *Relay) Run(ctx context.Context) error {
 			return err
 		}
 		var wait time.Duration
-		if errors.Is(err, replication.ErrSlotActive) {
+		if errors.Is(err, fault.ErrSlotActive) {
 			// Another relay streams this slot: wait as a standby and take
 			// over as soon as it goes away.
 			r.st.set(PhaseStandby, err.Error())
@@ -214,16 +215,16 @@ func backoff(attempt int, first, limit time.Duration) time.Duration {
 // that cannot be verified, credentials or vhost refused (403), or the
 // exchange exists with other arguments (406).
 func brokerDialError(err error) error {
-	if replication.TLSRefused(err) {
-		return replication.Fatal(fmt.Errorf("%w; the broker's certificate does not match CDC_RELAY_AMQP_URL's cacertfile (its CA) or server_name_indication / host name", err))
+	if fault.TLSRefused(err) {
+		return fault.Fatal(fmt.Errorf("%w; the broker's certificate does not match CDC_RELAY_AMQP_URL's cacertfile (its CA) or server_name_indication / host name", err))
 	}
 	var amqpErr *amqp.Error
 	if errors.As(err, &amqpErr) {
 		switch amqpErr.Code {
 		case amqp.AccessRefused:
-			return replication.Fatal(fmt.Errorf("%w; check CDC_RELAY_AMQP_URL (user, password, vhost)", err))
+			return fault.Fatal(fmt.Errorf("%w; check CDC_RELAY_AMQP_URL (user, password, vhost)", err))
 		case amqp.PreconditionFailed:
-			return replication.Fatal(fmt.Errorf("%w; the exchange must be a durable topic exchange: delete it or set CDC_RELAY_EXCHANGE", err))
+			return fault.Fatal(fmt.Errorf("%w; the exchange must be a durable topic exchange: delete it or set CDC_RELAY_EXCHANGE", err))
 		}
 	}
 	return brokerError{err}
@@ -259,7 +260,7 @@ func (r *Relay) session(ctx context.Context) error {
 		return err
 	}
 	if !locked {
-		return fmt.Errorf("%w: another relay holds the lock of slot %q (it is creating or streaming it)", replication.ErrSlotActive, r.cfg.Slot)
+		return fmt.Errorf("%w: another relay holds the lock of slot %q (it is creating or streaming it)", fault.ErrSlotActive, r.cfg.Slot)
 	}
 	prep, err := replication.Prepare(ctx, ctl, target)
 	if err != nil {
@@ -481,7 +482,7 @@ func (r *Relay) mustCreate(ctx context.Context, ctl *pgx.Conn, t replication.Tar
 		return false, err
 	}
 	if oldest != nil {
-		return false, replication.SlotLost(t.Slot, fmt.Sprintf("it does not exist but table %s holds rows (oldest from %s); "+
+		return false, fault.SlotLost(t.Slot, fmt.Sprintf("it does not exist but table %s holds rows (oldest from %s); "+
 			"if this is a first start on an outbox that already has rows, create the slot with `cdc-relay slot create` and replay what consumers should get",
 			t, oldest.UTC().Format(time.RFC3339)), r.mem.repairHint())
 	}

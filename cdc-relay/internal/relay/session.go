@@ -18,6 +18,7 @@ import (
 	"github.com/saga-cdc/saga/cdc-relay/event"
 	"github.com/saga-cdc/saga/cdc-relay/internal/checkpoint"
 	"github.com/saga-cdc/saga/cdc-relay/internal/config"
+	"github.com/saga-cdc/saga/cdc-relay/internal/fault"
 	"github.com/saga-cdc/saga/cdc-relay/internal/outbox"
 	"github.com/saga-cdc/saga/cdc-relay/internal/publisher"
 	"github.com/saga-cdc/saga/cdc-relay/internal/replication"
@@ -141,7 +142,7 @@ func (s *session) run(stop, failed context.Context) error {
 		// transaction is not acknowledged.
 		if err := s.dispatch(work, msg); err != nil {
 			switch {
-			case errors.Is(err, replication.ErrFatal):
+			case errors.Is(err, fault.ErrFatal):
 				return err
 			case failed.Err() != nil:
 				return nil
@@ -216,7 +217,7 @@ func (s *session) handle(ctx context.Context, d replication.Data) error {
 			return s.poison(ctx, row, perr, s.committed)
 		}
 		if err != nil {
-			return replication.Fatal(fmt.Errorf("transaction %d at %s: %w", s.xid, d.WALStart, err))
+			return fault.Fatal(fmt.Errorf("transaction %d at %s: %w", s.xid, d.WALStart, err))
 		}
 		return s.publish(ctx, row, s.committed)
 	case *pglogrepl.LogicalDecodingMessage:
@@ -264,12 +265,12 @@ func (s *session) relation(ctx context.Context, m *pglogrepl.RelationMessage) (*
 	case place == replication.PlaceUnknown && err != nil:
 		return nil, nil // a dropped table that was not an outbox
 	case place == replication.PlaceUnknown:
-		return nil, replication.Fatal(fmt.Errorf("the stream holds inserts into relation %s.%s (oid %d), which no longer exists and has the outbox's columns: "+
+		return nil, fault.Fatal(fmt.Errorf("the stream holds inserts into relation %s.%s (oid %d), which no longer exists and has the outbox's columns: "+
 			"it may have been a partition of %s published under its own name, and the relay will not skip its rows. "+
 			"If it was not, remove it from publication %q; if it was, its rows need `cdc-relay replay`, and `cdc-relay slot advance` moves the slot past it",
 			m.Namespace, m.RelationName, m.RelationID, s.target, s.cfg.Publication))
 	case err != nil:
-		return nil, replication.Fatal(err)
+		return nil, fault.Fatal(err)
 	}
 	if m.RelationID != s.root && !(m.Namespace == s.target.Schema && m.RelationName == s.target.Table) {
 		s.log.Warn("a partition of the outbox arrives under its own name (publish_via_partition_root is off): its rows are relayed as the outbox's",
@@ -366,7 +367,7 @@ func (s *session) waitEmpty(ctx context.Context) error {
 // acknowledged once the envelope is confirmed), and goes on.
 func (s *session) poison(ctx context.Context, row outbox.Row, perr *outbox.PoisonError, committed time.Time) error {
 	if s.cfg.Poison != config.PoisonPark {
-		return replication.Fatal(fmt.Errorf("%w (transaction %d); nothing after it was acknowledged. "+
+		return fault.Fatal(fmt.Errorf("%w (transaction %d); nothing after it was acknowledged. "+
 			"To go on, set CDC_RELAY_POISON=park and restart: the row then goes to queue %q and the rows after it flow",
 			perr, s.xid, outbox.PoisonQueue(s.cfg.Exchange)))
 	}
@@ -500,7 +501,7 @@ func (s *session) stop(failed context.Context, deadline time.Time) error {
 				break // timeout or a lost connection: drain what is out
 			}
 			if err := s.dispatch(ctx, msg); err != nil {
-				if errors.Is(err, replication.ErrFatal) {
+				if errors.Is(err, fault.ErrFatal) {
 					return err
 				}
 				break
@@ -640,9 +641,9 @@ func (s *session) heartbeats(ctx context.Context) error {
 		s.obs.SlotHealth(h)
 		switch {
 		case !h.Exists:
-			return replication.SlotLost(s.cfg.Slot, "it was dropped while the relay streamed", s.repairHint())
+			return fault.SlotLost(s.cfg.Slot, "it was dropped while the relay streamed", s.repairHint())
 		case h.WALStatus == "lost":
-			return replication.SlotLost(s.cfg.Slot, "its WAL was removed (max_slot_wal_keep_size)", s.repairHint())
+			return fault.SlotLost(s.cfg.Slot, "its WAL was removed (max_slot_wal_keep_size)", s.repairHint())
 		}
 	}
 }
@@ -667,7 +668,7 @@ func (s *session) heartbeat(ctx context.Context) (replication.SlotHealth, error)
 	return replication.Heartbeat(hctx, s.ctl, s.cfg.Slot, s.cfg.Slot+" "+strconv.FormatInt(time.Now().UnixNano(), 10), s.version)
 }
 
-func (s *session) repairHint() replication.RepairHint {
+func (s *session) repairHint() fault.RepairHint {
 	s.mem.confirmed(s.tracker.Positions())
 	return s.mem.repairHint()
 }

@@ -15,8 +15,8 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/saga-cdc/saga/cdc-relay/internal/config"
+	"github.com/saga-cdc/saga/cdc-relay/internal/fault"
 	"github.com/saga-cdc/saga/cdc-relay/internal/relay"
-	"github.com/saga-cdc/saga/cdc-relay/internal/replication"
 	"github.com/saga-cdc/saga/migrations"
 	"github.com/saga-cdc/saga/tests/relaytest"
 	"github.com/saga-cdc/saga/tests/tcpproxy"
@@ -117,7 +117,7 @@ func TestTLSRefusedAtStart(t *testing.T) {
 			err := relay.New(cfg, relay.Options{MinBackoff: 50 * time.Millisecond, MaxBackoff: 200 * time.Millisecond},
 				slog.New(slog.NewTextHandler(&logs, nil)), nil).Run(ctx)
 			require.Error(t, err, "the relay ran on: %s", logs.String())
-			require.ErrorIs(t, err, replication.ErrFatal, "retried instead of stopping: %v", err)
+			require.ErrorIs(t, err, fault.ErrFatal, "retried instead of stopping: %v", err)
 			assert.NotErrorIs(t, ctx.Err(), context.DeadlineExceeded)
 			assert.Contains(t, err.Error(), tt.want)
 			assert.NotContains(t, err.Error(), "\n", "one line")

@@ -18,6 +18,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 
+	"github.com/saga-cdc/saga/cdc-relay/internal/fault"
 	"github.com/saga-cdc/saga/cdc-relay/internal/outbox"
 )
 
@@ -82,7 +83,7 @@ type Prepared struct {
 // pgoutput reads publications with the historic snapshot of each
 // transaction, so a publication created after the slot makes decoding fail.
 //
-// A slot streamed by another connection is ErrSlotActive; one that is lost,
+// A slot streamed by another connection is fault.ErrSlotActive; one that is lost,
 // of another plugin or of another database is fatal.
 func Prepare(ctx context.Context, conn *pgx.Conn, t Target) (Prepared, error) {
 	var p Prepared
@@ -93,7 +94,7 @@ func Prepare(ctx context.Context, conn *pgx.Conn, t Target) (Prepared, error) {
 		return Prepared{}, fmt.Errorf("read wal_level: %w", err)
 	}
 	if walLevel != "logical" {
-		return Prepared{}, fatal("wal_level is %q, logical replication needs \"logical\": run ALTER SYSTEM SET wal_level = logical; and restart Postgres", walLevel)
+		return Prepared{}, fault.Fatalf("wal_level is %q, logical replication needs \"logical\": run ALTER SYSTEM SET wal_level = logical; and restart Postgres", walLevel)
 	}
 	p.CommitTimestamps = commitTS == "on"
 	var err error
@@ -124,7 +125,7 @@ func CheckTable(ctx context.Context, conn *pgx.Conn, t Target) (Table, error) {
 		FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
 		WHERE n.nspname = $1 AND c.relname = $2`, t.Schema, t.Table).Scan(&tab.OID, &kind, &cols, &canSelect)
 	if errors.Is(err, pgx.ErrNoRows) {
-		return Table{}, fatal("table %s does not exist: create it with the outbox migration (docs/contracts.md, \"The outbox table\") or set CDC_RELAY_TABLE", t)
+		return Table{}, fault.Fatalf("table %s does not exist: create it with the outbox migration (docs/contracts.md, \"The outbox table\") or set CDC_RELAY_TABLE", t)
 	}
 	if err != nil {
 		return Table{}, fmt.Errorf("read table %s: %w", t, err)
@@ -134,7 +135,7 @@ func CheckTable(ctx context.Context, conn *pgx.Conn, t Target) (Table, error) {
 	case "p":
 		tab.Partitioned = true
 	default:
-		return Table{}, fatal("%s is not a table (relkind %q): logical replication publishes tables only; set CDC_RELAY_TABLE to the outbox table", t, kind)
+		return Table{}, fault.Fatalf("%s is not a table (relkind %q): logical replication publishes tables only; set CDC_RELAY_TABLE to the outbox table", t, kind)
 	}
 	var missing []string
 	for _, c := range outbox.Columns {
@@ -143,10 +144,10 @@ func CheckTable(ctx context.Context, conn *pgx.Conn, t Target) (Table, error) {
 		}
 	}
 	if len(missing) > 0 {
-		return Table{}, fatal("table %s lacks column(s) %s of the outbox table (docs/contracts.md, \"The outbox table\")", t, strings.Join(missing, ", "))
+		return Table{}, fault.Fatalf("table %s lacks column(s) %s of the outbox table (docs/contracts.md, \"The outbox table\")", t, strings.Join(missing, ", "))
 	}
 	if !canSelect {
-		return Table{}, fatal("the relay's role cannot SELECT from %s: GRANT SELECT ON %s TO %s;", t, t.qualified(), currentUser(ctx, conn))
+		return Table{}, fault.Fatalf("the relay's role cannot SELECT from %s: GRANT SELECT ON %s TO %s;", t, t.qualified(), currentUser(ctx, conn))
 	}
 	tab.HasSeq = slices.Contains(cols, SeqColumn)
 	return tab, nil
@@ -189,10 +190,10 @@ func EnsurePublication(ctx context.Context, conn *pgx.Conn, t Target, partitione
 	}
 	pub := pgx.Identifier{t.Publication}.Sanitize()
 	if !inserts {
-		return false, fatal("publication %q does not publish inserts: ALTER PUBLICATION %s SET (publish = 'insert');", t.Publication, pub)
+		return false, fault.Fatalf("publication %q does not publish inserts: ALTER PUBLICATION %s SET (publish = 'insert');", t.Publication, pub)
 	}
 	if partitioned && !viaRoot {
-		return false, fatal("publication %q publishes the partitions of the partitioned table %s under their own names, so their rows would not reach the relay as the outbox's: "+
+		return false, fault.Fatalf("publication %q publishes the partitions of the partitioned table %s under their own names, so their rows would not reach the relay as the outbox's: "+
 			"ALTER PUBLICATION %s SET (publish_via_partition_root = true);", t.Publication, t, pub)
 	}
 	var holds bool
@@ -201,7 +202,7 @@ func EnsurePublication(ctx context.Context, conn *pgx.Conn, t Target, partitione
 		return false, fmt.Errorf("read tables of publication %q: %w", t.Publication, err)
 	}
 	if !holds {
-		return false, fatal("publication %q does not include table %s: ALTER PUBLICATION %s ADD TABLE %s;", t.Publication, t, pub, t.qualified())
+		return false, fault.Fatalf("publication %q does not include table %s: ALTER PUBLICATION %s ADD TABLE %s;", t.Publication, t, pub, t.qualified())
 	}
 	return false, nil
 }
@@ -230,21 +231,21 @@ func readSlot(ctx context.Context, conn *pgx.Conn, slot, db string, version int)
 		return SlotState{}, fmt.Errorf("read replication slot %q: %w", slot, err)
 	}
 	if plugin == nil || *plugin != "pgoutput" {
-		return SlotState{}, fatal("replication slot %q is not a pgoutput logical slot: drop it or set CDC_RELAY_SLOT to another name", slot)
+		return SlotState{}, fault.Fatalf("replication slot %q is not a pgoutput logical slot: drop it or set CDC_RELAY_SLOT to another name", slot)
 	}
 	if slotDB == nil || *slotDB != db {
-		return SlotState{}, fatal("replication slot %q belongs to database %q, not %q: set CDC_RELAY_SLOT to a slot of this database", slot, deref(slotDB), db)
+		return SlotState{}, fault.Fatalf("replication slot %q belongs to database %q, not %q: set CDC_RELAY_SLOT to a slot of this database", slot, deref(slotDB), db)
 	}
 	if active {
 		// Checked before the slot's position: a slot that another relay is
 		// creating is active and has none yet.
-		return SlotState{}, fmt.Errorf("%w: slot %q is streaming to pid %d", ErrSlotActive, slot, deref(pid))
+		return SlotState{}, fmt.Errorf("%w: slot %q is streaming to pid %d", fault.ErrSlotActive, slot, deref(pid))
 	}
 	if deref(walStatus) == "lost" {
-		return SlotState{}, SlotLost(slot, "its WAL was removed (max_slot_wal_keep_size)", RepairHint{})
+		return SlotState{}, fault.SlotLost(slot, "its WAL was removed (max_slot_wal_keep_size)", fault.RepairHint{})
 	}
 	if confirmed == nil {
-		return SlotState{}, SlotLost(slot, "it has no confirmed position", RepairHint{})
+		return SlotState{}, fault.SlotLost(slot, "it has no confirmed position", fault.RepairHint{})
 	}
 	s := SlotState{Exists: true, RetainedWALBytes: deref(retained), Failover: failover}
 	if s.ConfirmedFlush, err = pglogrepl.ParseLSN(*confirmed); err != nil {
@@ -318,7 +319,7 @@ func WantFailover(setting string, version int) (bool, error) {
 	case version >= FailoverVersion:
 		return true, nil
 	case setting == "on":
-		return false, fatal("CDC_RELAY_SLOT_FAILOVER=on, but failover slots need Postgres 17 or later and the server is %d.%d: "+
+		return false, fault.Fatalf("CDC_RELAY_SLOT_FAILOVER=on, but failover slots need Postgres 17 or later and the server is %d.%d: "+
 			"set it to auto (or off), and see docs/operations.md, \"Failover\", for what a promotion does then", version/10000, version%10000)
 	}
 	return false, nil
@@ -398,14 +399,14 @@ func Connect(ctx context.Context, dbURL string) (*pgx.Conn, error) {
 // the credentials or the database does not exist (a bad CDC_RELAY_DATABASE_URL).
 func connectError(err error) error {
 	err = fmt.Errorf("connect to database: %w", err)
-	if TLSRefused(err) {
-		return Fatal(fmt.Errorf("%w; the server's certificate does not match CDC_RELAY_DATABASE_URL's sslrootcert (its CA) or host name", err))
+	if fault.TLSRefused(err) {
+		return fault.Fatal(fmt.Errorf("%w; the server's certificate does not match CDC_RELAY_DATABASE_URL's sslrootcert (its CA) or host name", err))
 	}
 	var pgErr *pgconn.PgError
 	if errors.As(err, &pgErr) {
 		switch pgErr.Code {
 		case "28P01", "28000", "3D000":
-			return Fatal(fmt.Errorf("%w; check CDC_RELAY_DATABASE_URL", err))
+			return fault.Fatal(fmt.Errorf("%w; check CDC_RELAY_DATABASE_URL", err))
 		}
 	}
 	return err

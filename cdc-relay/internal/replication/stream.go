@@ -13,6 +13,8 @@ import (
 	"github.com/jackc/pglogrepl"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgproto3"
+
+	"github.com/saga-cdc/saga/cdc-relay/internal/fault"
 )
 
 // Stream is a replication connection (replication=database): it may create
@@ -138,7 +140,7 @@ func (s *Stream) CreateSlot(ctx context.Context, slot string, failover bool) (Cr
 	if err != nil {
 		var pgErr *pgconn.PgError
 		if errors.As(err, &pgErr) && pgErr.Code == "42710" {
-			return CreatedSlot{}, fmt.Errorf("%w: slot %q was created by another connection meanwhile", ErrSlotActive, slot)
+			return CreatedSlot{}, fmt.Errorf("%w: slot %q was created by another connection meanwhile", fault.ErrSlotActive, slot)
 		}
 		return CreatedSlot{}, fmt.Errorf("create replication slot %q: %w", slot, err)
 	}
@@ -174,10 +176,10 @@ func (s *Stream) Start(ctx context.Context, t Target, start LSN) error {
 	if err != nil {
 		var pgErr *pgconn.PgError
 		if errors.As(err, &pgErr) && pgErr.Code == "55006" {
-			return fmt.Errorf("%w: %s", ErrSlotActive, pgErr.Message)
+			return fmt.Errorf("%w: %s", fault.ErrSlotActive, pgErr.Message)
 		}
 		if errors.As(err, &pgErr) && pgErr.Code == "42704" {
-			return SlotLost(t.Slot, "it was dropped", RepairHint{})
+			return fault.SlotLost(t.Slot, "it was dropped", fault.RepairHint{})
 		}
 		return fmt.Errorf("start replication on slot %q: %w", t.Slot, err)
 	}

@@ -1,4 +1,9 @@
-package replication
+// Package fault holds the relay's error kinds that decide what happens
+// next: a fatal error (an operator must act: the relay stops, naming the
+// fix), a slot held by another relay (a standby waits), a lost slot (the
+// repair is named), a certificate that cannot be verified. Everything else
+// is retried with backoff.
+package fault
 
 import (
 	"crypto/tls"
@@ -25,7 +30,8 @@ func (e *fatalError) Is(target error) bool { return target == ErrFatal }
 // Fatal marks err as one that retrying will not fix.
 func Fatal(err error) error { return &fatalError{err: err} }
 
-func fatal(format string, args ...any) error { return Fatal(fmt.Errorf(format, args...)) }
+// Fatalf is Fatal of a formatted error.
+func Fatalf(format string, args ...any) error { return Fatal(fmt.Errorf(format, args...)) }
 
 // RepairHint is what an operator passes to replay after a lost slot: the
 // commit time of the last transaction the relay confirmed, when it knows it.
@@ -44,7 +50,7 @@ func SlotLost(slot, why string, hint RepairHint) error {
 	if hint.LastConfirmedCommit != "" {
 		since = hint.LastConfirmedCommit + " (the commit time of the last transaction this relay confirmed)"
 	}
-	return fatal("replication slot %q is lost: %s; rows written since it last streamed are not in its stream. "+
+	return Fatalf("replication slot %q is lost: %s; rows written since it last streamed are not in its stream. "+
 		"Repair: `cdc-relay slot create` (after `cdc-relay slot drop --force` if it still exists), "+
 		"then `cdc-relay replay --since %s`, then start the relay; consumers dedup the overlap by message id", slot, why, since)
 }

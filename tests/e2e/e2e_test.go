@@ -21,18 +21,13 @@ import (
 
 const deadline = 60 * time.Second
 
-// TestSagas runs the three scenarios of docs/contracts.md, "Messaging
-// contract", on one system, then the duplicate, invalid-request and
-// poison-message checks on the same system.
-func TestSagas(t *testing.T) {
-	t.Parallel()
-	s := StartSystem(t)
-
-	success := s.CreateOrder(t, `{"customer_id": 1, "product_id": 1, "amount": 1, "quantity": 1}`)
-	denied := s.CreateOrder(t, `{"customer_id": 1, "product_id": 1, "amount": 1000, "quantity": 1}`)
-	notReserved := s.CreateOrder(t, `{"customer_id": 1, "product_id": 2, "amount": 1, "quantity": 11}`)
-
-	var st State
+// threeSagas places one order of each ending and checks that each ends so:
+// payment_confirmed, payment_denied, not_reserved, with stock to match.
+func threeSagas(t *testing.T, s *System) (success, denied, notReserved Order, st State) {
+	t.Helper()
+	success = s.CreateOrder(t, `{"customer_id": 1, "product_id": 1, "amount": 1, "quantity": 1}`)
+	denied = s.CreateOrder(t, `{"customer_id": 1, "product_id": 1, "amount": 1000, "quantity": 1}`)
+	notReserved = s.CreateOrder(t, `{"customer_id": 1, "product_id": 2, "amount": 1, "quantity": 11}`)
 	require.Eventually(t, func() bool {
 		st = s.State(t)
 		return ended(st, success.OrderID) && ended(st, denied.OrderID) && ended(st, notReserved.OrderID)
@@ -42,6 +37,35 @@ func TestSagas(t *testing.T) {
 	assert.Equal(t, "not_reserved", st.Orders[notReserved.OrderID].Status)
 	assert.Equal(t, Reservation{ID: 3, OrderID: "3", ProductID: "2", Quantity: 11, Status: "not_reserved"}, st.Reservations["3"])
 	assert.Equal(t, map[string]int{"1": 9, "2": 10}, st.Stock, "success takes 1, denied gives back")
+	return success, denied, notReserved, st
+}
+
+// The same sagas on quorum queues (SAGA_QUEUE_TYPE=quorum), what a RabbitMQ
+// cluster wants; RabbitMQ 3.10 runs them on one node too.
+func TestSagasOnQuorumQueues(t *testing.T) {
+	t.Parallel()
+	s := StartSystemWith(t, map[string]string{"SAGA_QUEUE_TYPE": "quorum"})
+	threeSagas(t, s)
+	conn, err := amqp.Dial(s.AMQPURL)
+	require.NoError(t, err)
+	defer conn.Close()
+	for _, q := range []string{s.Prefix + "order.v1", "DLQ." + s.Prefix + "payment.v1"} {
+		ch, err := conn.Channel()
+		require.NoError(t, err)
+		// Declared again as a classic queue, a quorum queue refuses.
+		_, err = ch.QueueDeclare(q, true, false, false, false, amqp.Table{"x-queue-type": "classic"})
+		require.Error(t, err, "%s is not a quorum queue", q)
+		assert.Contains(t, err.Error(), "x-queue-type", q)
+	}
+}
+
+// TestSagas runs the three scenarios of docs/contracts.md, "Messaging
+// contract", on one system, then the duplicate, invalid-request and
+// poison-message checks on the same system.
+func TestSagas(t *testing.T) {
+	t.Parallel()
+	s := StartSystem(t)
+	success, denied, notReserved, _ := threeSagas(t, s)
 
 	counts := func() [3]int {
 		return [3]int{len(s.MessagesOf(success.OrderID)), len(s.MessagesOf(denied.OrderID)), len(s.MessagesOf(notReserved.OrderID))}

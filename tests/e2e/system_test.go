@@ -83,6 +83,13 @@ func (p *Process) Logs() string { return p.logs.String() }
 // StartSystem starts the whole saga and returns once every relay streams.
 func StartSystem(t *testing.T) *System {
 	t.Helper()
+	return StartSystemWith(t, nil)
+}
+
+// StartSystemWith is StartSystem with extra environment for the services
+// (SAGA_QUEUE_TYPE, say).
+func StartSystemWith(t *testing.T, serviceEnv map[string]string) *System {
+	t.Helper()
 	if buildErr != nil {
 		t.Fatal(buildErr)
 	}
@@ -109,13 +116,17 @@ func StartSystem(t *testing.T) *System {
 	for _, name := range []string{"order", "stock", "payment"} {
 		db := testenv.NewDatabase(t)
 		s.DBs[name] = db
-		*procs[name] = startProcess(t, name, []string{name}, map[string]string{
+		env := map[string]string{
 			"DATABASE_URL":      db,
 			"AMQP_URL":          amqpURL,
 			"HTTP_ADDR":         "127.0.0.1:0",
 			"SAGA_EXCHANGE":     s.Exchange,
 			"SAGA_QUEUE_PREFIX": s.Prefix,
-		}, true)
+		}
+		for k, v := range serviceEnv {
+			env[k] = v
+		}
+		*procs[name] = startProcess(t, name, []string{name}, env, true)
 	}
 	for _, name := range []string{"order", "stock", "payment"} {
 		waitReady(t, *procs[name])

@@ -31,6 +31,10 @@ type Config struct {
 	// QueuePrefix is put in front of every queue name (SAGA_QUEUE_PREFIX, ""), so
 	// that tests and a demo can share one broker. Routing keys never change.
 	QueuePrefix string
+	// QueueType is classic or quorum (SAGA_QUEUE_TYPE, classic): quorum
+	// queues are what a RabbitMQ cluster wants; classic ones keep the
+	// arguments the original demo's queues have.
+	QueueType string
 	// Prefetch is the consumer's basic.qos prefetch count (CONSUMER_PREFETCH, 10).
 	Prefetch int
 	// OutboxRetention is how long outbox rows are kept for a replay after a lost
@@ -69,6 +73,7 @@ func FromEnv(getenv func(string) string, defaultAddr string) (Config, error) {
 		HTTPAddr:          orDefault(getenv("HTTP_ADDR"), defaultAddr),
 		Exchange:          orDefault(getenv("SAGA_EXCHANGE"), "saga"),
 		QueuePrefix:       getenv("SAGA_QUEUE_PREFIX"),
+		QueueType:         orDefault(getenv("SAGA_QUEUE_TYPE"), QueueClassic),
 		LogLevel:          orDefault(getenv("LOG_LEVEL"), "info"),
 		LogFormat:         orDefault(getenv("LOG_FORMAT"), "json"),
 		Prefetch:          10,
@@ -144,6 +149,11 @@ func (c Config) Validate() error {
 	case "json", "text":
 	default:
 		return fmt.Errorf("LOG_FORMAT: %q is not one of json, text", c.LogFormat)
+	}
+	switch c.QueueType {
+	case QueueClassic, QueueQuorum:
+	default:
+		return fmt.Errorf("SAGA_QUEUE_TYPE: %q is not one of classic, quorum", c.QueueType)
 	}
 	return nil
 }

@@ -16,7 +16,7 @@ func TestFromEnvDefaults(t *testing.T) {
 	c, err := FromEnv(env(map[string]string{"DATABASE_URL": "postgres://db", "AMQP_URL": "amqp://mq"}), ":8001")
 	require.NoError(t, err)
 	assert.Equal(t, Config{
-		DatabaseURL: "postgres://db", AMQPURL: "amqp://mq", HTTPAddr: ":8001", Exchange: "saga",
+		DatabaseURL: "postgres://db", AMQPURL: "amqp://mq", HTTPAddr: ":8001", Exchange: "saga", QueueType: QueueClassic,
 		Prefetch: 10, OutboxRetention: 7 * 24 * time.Hour, InboxRetention: 14 * 24 * time.Hour,
 		RetentionInterval: time.Hour, ShutdownTimeout: 15 * time.Second, LogLevel: "info", LogFormat: "json",
 	}, c)
@@ -27,11 +27,11 @@ func TestFromEnvOverrides(t *testing.T) {
 		"DATABASE_URL": "postgres://db", "AMQP_URL": "amqp://mq", "HTTP_ADDR": "127.0.0.1:0",
 		"SAGA_EXCHANGE": "x", "SAGA_QUEUE_PREFIX": "p.", "CONSUMER_PREFETCH": "1",
 		"OUTBOX_RETENTION": "3d", "INBOX_RETENTION": "90h", "RETENTION_INTERVAL": "5m",
-		"SHUTDOWN_TIMEOUT": "2s", "LOG_LEVEL": "debug", "LOG_FORMAT": "text",
+		"SHUTDOWN_TIMEOUT": "2s", "LOG_LEVEL": "debug", "LOG_FORMAT": "text", "SAGA_QUEUE_TYPE": "quorum",
 	}), ":8000")
 	require.NoError(t, err)
 	assert.Equal(t, Config{
-		DatabaseURL: "postgres://db", AMQPURL: "amqp://mq", HTTPAddr: "127.0.0.1:0", Exchange: "x", QueuePrefix: "p.",
+		DatabaseURL: "postgres://db", AMQPURL: "amqp://mq", HTTPAddr: "127.0.0.1:0", Exchange: "x", QueuePrefix: "p.", QueueType: QueueQuorum,
 		Prefetch: 1, OutboxRetention: 72 * time.Hour, InboxRetention: 90 * time.Hour,
 		RetentionInterval: 5 * time.Minute, ShutdownTimeout: 2 * time.Second, LogLevel: "debug", LogFormat: "text",
 	}, c)
@@ -54,6 +54,7 @@ func TestFromEnvNamesTheBadVariable(t *testing.T) {
 		{"SHUTDOWN_TIMEOUT", "-2s", "SHUTDOWN_TIMEOUT: -2s is not positive"},
 		{"LOG_LEVEL", "loud", `LOG_LEVEL: "loud" is not one of debug, info, warn, error`},
 		{"LOG_FORMAT", "xml", `LOG_FORMAT: "xml" is not one of json, text`},
+		{"SAGA_QUEUE_TYPE", "stream", `SAGA_QUEUE_TYPE: "stream" is not one of classic, quorum`},
 	} {
 		t.Run(tc.key+"="+tc.value, func(t *testing.T) {
 			m := map[string]string{}

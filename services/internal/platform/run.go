@@ -92,7 +92,7 @@ func Run(ctx context.Context, svc Service, args []string, getenv func(string) st
 	defer pool.Close()
 
 	deps := Deps{Pool: pool, Outbox: OutboxWriter{Exchange: cfg.Exchange}, Logger: logger}
-	topo := Topology{Exchange: cfg.Exchange, QueuePrefix: cfg.QueuePrefix}
+	topo := Topology{Exchange: cfg.Exchange, QueuePrefix: cfg.QueuePrefix, QueueType: cfg.QueueType}
 	consumer := &Consumer{
 		Pool:     pool,
 		AMQPURL:  cfg.AMQPURL,

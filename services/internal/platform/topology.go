@@ -20,6 +20,32 @@ const (
 type Topology struct {
 	Exchange    string
 	QueuePrefix string
+	// QueueType is the type of every queue: QueueClassic (the default, for
+	// one broker) or QueueQuorum (replicated, for a cluster).
+	QueueType string
+}
+
+// The queue types (x-queue-type).
+const (
+	QueueClassic = "classic"
+	QueueQuorum  = "quorum"
+)
+
+// args are a queue's arguments: dead-lettering to dlrk through the default
+// exchange and, for a quorum queue, its type and at-least-once
+// dead-lettering (the broker keeps a rejected message until its DLQ
+// confirmed it, which needs the reject-publish overflow).
+func (t Topology) args(dlrk string) amqp.Table {
+	a := amqp.Table{
+		"x-dead-letter-exchange":    "",
+		"x-dead-letter-routing-key": dlrk,
+	}
+	if t.QueueType == QueueQuorum {
+		a["x-queue-type"] = QueueQuorum
+		a["x-dead-letter-strategy"] = "at-least-once"
+		a["x-overflow"] = "reject-publish"
+	}
+	return a
 }
 
 // Queue is the queue consuming routingKey: the routing key itself behind
@@ -41,24 +67,18 @@ type Declarer interface {
 // routing key routable, so the relay's mandatory publishes are never returned
 // because a consumer has not started yet. Declarations are idempotent; the
 // arguments are byte-identical to those django-outbox-pattern's STOMP
-// subscriptions declare, so services built on it (such as the original
-// demo's, docs/origin.md) and this project's can share a broker.
+// subscriptions declare (classic queues), so services built on it (such as
+// the original demo's, docs/origin.md) and this project's can share a broker.
 func (t Topology) Declare(_ context.Context, ch Declarer) error {
 	if err := ch.ExchangeDeclare(t.Exchange, amqp.ExchangeTopic, true, false, false, false, nil); err != nil {
 		return fmt.Errorf("declare exchange %q: %w", t.Exchange, err)
 	}
 	for _, key := range []string{RoutingKeyOrder, RoutingKeyStock, RoutingKeyPayment} {
 		q := t.Queue(key)
-		if _, err := ch.QueueDeclare(DLQ(q), true, false, false, false, amqp.Table{
-			"x-dead-letter-exchange":    "",
-			"x-dead-letter-routing-key": DLQ(DLQ(q)),
-		}); err != nil {
+		if _, err := ch.QueueDeclare(DLQ(q), true, false, false, false, t.args(DLQ(DLQ(q)))); err != nil {
 			return fmt.Errorf("declare queue %q: %w", DLQ(q), err)
 		}
-		if _, err := ch.QueueDeclare(q, true, false, false, false, amqp.Table{
-			"x-dead-letter-exchange":    "",
-			"x-dead-letter-routing-key": DLQ(q),
-		}); err != nil {
+		if _, err := ch.QueueDeclare(q, true, false, false, false, t.args(DLQ(q))); err != nil {
 			return fmt.Errorf("declare queue %q: %w", q, err)
 		}
 		if err := ch.QueueBind(q, key, t.Exchange, false, nil); err != nil {

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"regexp"
+	"strings"
 	"testing"
 	"time"
 
@@ -134,7 +135,11 @@ func (f *fakeDeclarer) ExchangeDeclare(name, kind string, durable, autoDelete, i
 }
 
 func (f *fakeDeclarer) QueueDeclare(name string, durable, autoDelete, exclusive, noWait bool, args amqp.Table) (amqp.Queue, error) {
-	return amqp.Queue{}, f.record(fmt.Sprintf("queue %s durable=%v dlx=%q dlrk=%s", name, durable, args["x-dead-letter-exchange"], args["x-dead-letter-routing-key"]))
+	call := fmt.Sprintf("queue %s durable=%v dlx=%q dlrk=%s", name, durable, args["x-dead-letter-exchange"], args["x-dead-letter-routing-key"])
+	if qt, ok := args["x-queue-type"]; ok {
+		call += fmt.Sprintf(" type=%s strategy=%s overflow=%s", qt, args["x-dead-letter-strategy"], args["x-overflow"])
+	}
+	return amqp.Queue{}, f.record(call)
 }
 
 func (f *fakeDeclarer) QueueBind(name, key, exchange string, noWait bool, args amqp.Table) error {
@@ -157,6 +162,20 @@ func TestTopologyDeclare(t *testing.T) {
 		"bind payment.v1 payment.v1 saga",
 	}, f.calls)
 	assert.Equal(t, "t.stock.v1", Topology{QueuePrefix: "t."}.Queue("stock.v1"))
+}
+
+// Quorum queues, for a cluster: every queue and DLQ is one, and dead-letters
+// at least once.
+func TestTopologyDeclareQuorum(t *testing.T) {
+	f := &fakeDeclarer{}
+	require.NoError(t, Topology{Exchange: "saga", QueueType: QueueQuorum}.Declare(context.Background(), f))
+	assert.Contains(t, f.calls, `queue DLQ.order.v1 durable=true dlx="" dlrk=DLQ.DLQ.order.v1 type=quorum strategy=at-least-once overflow=reject-publish`)
+	assert.Contains(t, f.calls, `queue payment.v1 durable=true dlx="" dlrk=DLQ.payment.v1 type=quorum strategy=at-least-once overflow=reject-publish`)
+	for _, c := range f.calls {
+		if strings.HasPrefix(c, "queue ") {
+			assert.Contains(t, c, "type=quorum", c)
+		}
+	}
 }
 
 func TestTopologyDeclareErrors(t *testing.T) {

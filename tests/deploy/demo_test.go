@@ -101,6 +101,8 @@ func TestDemoEndToEnd(t *testing.T) {
 		}
 	}
 	checkRelays(t, client, gw, name, true)
+	// The Postman collection, as a user runs it, with its assertions.
+	runCollection(t, gw)
 	upStartsOnlyWhatIsMissing(t, d, client, gw)
 }
 
@@ -333,6 +335,12 @@ func dropDemo(t *testing.T, pgURL, amqpURL, name string) {
 			}
 			if _, err := conn.Exec(ctx, `DROP DATABASE IF EXISTS `+pgx.Identifier{db}.Sanitize()+` WITH (FORCE)`); err != nil {
 				t.Errorf("cleanup: drop database %s: %v", db, err)
+			}
+			// The roles demo.sh made for the service and its relay.
+			for _, role := range []string{name + "_relay_" + svc, name + "_" + svc} {
+				if _, err := conn.Exec(ctx, `DROP ROLE IF EXISTS `+pgx.Identifier{role}.Sanitize()); err != nil {
+					t.Errorf("cleanup: drop role %s: %v", role, err)
+				}
 			}
 		}
 	}

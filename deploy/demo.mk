@@ -78,8 +78,9 @@ helm:
 	fi
 
 helm-lint: helm
-	$(HELM) lint deploy/helm/saga -f deploy/k8s/services/order/values.yaml
-	$(HELM) lint deploy/helm/saga -f deploy/k8s/services/stock/values.yaml --set relay.mode=deployment
+	$(HELM) lint --strict deploy/helm/saga -f deploy/k8s/services/order/values.yaml
+	$(HELM) lint --strict deploy/helm/saga -f deploy/k8s/services/stock/values.yaml --set relay.mode=deployment
+	$(HELM) lint --strict deploy/helm/dashboard
 
 helm-template: helm
 	$(HELM) template order deploy/helm/saga -f deploy/k8s/services/order/values.yaml

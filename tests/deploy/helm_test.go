@@ -16,22 +16,29 @@ import (
 // module proxy is all a fresh CI machine needs (about three minutes).
 const helmVersion = "v3.22.0"
 
-// helmBinary finds helm: $SAGA_HELM, then PATH, then <repo>/.demo/tools and
-// $(go env GOPATH)/bin; else it builds it into <repo>/.demo/tools.
+// helmBinary finds or builds helm (see toolBinary).
 func helmBinary(t *testing.T) string {
 	t.Helper()
-	if p := os.Getenv("SAGA_HELM"); p != "" {
+	return toolBinary(t, "helm", "SAGA_HELM", "helm.sh/helm/v3/cmd/helm", helmVersion)
+}
+
+// toolBinary finds the command name: $envVar, then PATH, then
+// <repo>/.demo/tools and $(go env GOPATH)/bin; else it builds pkg@version
+// into <repo>/.demo/tools with go install (under -short it skips instead).
+func toolBinary(t *testing.T, name, envVar, pkg, version string) string {
+	t.Helper()
+	if p := os.Getenv(envVar); p != "" {
 		return p
 	}
-	if p, err := exec.LookPath("helm"); err == nil {
+	if p, err := exec.LookPath(name); err == nil {
 		return p
 	}
 	root := repoRoot(t)
 	tools := filepath.Join(root, ".demo", "tools")
-	candidates := []string{filepath.Join(tools, "helm")}
+	candidates := []string{filepath.Join(tools, name)}
 	if out, err := exec.Command("go", "env", "GOPATH").Output(); err == nil {
 		for _, dir := range filepath.SplitList(strings.TrimSpace(string(out))) {
-			candidates = append(candidates, filepath.Join(dir, "bin", "helm"))
+			candidates = append(candidates, filepath.Join(dir, "bin", name))
 		}
 	}
 	for _, c := range candidates {
@@ -40,17 +47,17 @@ func helmBinary(t *testing.T) string {
 		}
 	}
 	if testing.Short() {
-		t.Skip("helm not found and -short: not building it (make helm)")
+		t.Skipf("%s not found and -short: not building it", name)
 	}
-	t.Logf("helm not found: go install helm.sh/helm/v3/cmd/helm@%s into %s (a few minutes)", helmVersion, tools)
+	t.Logf("%s not found: go install %s@%s into %s (a few minutes)", name, pkg, version, tools)
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, "go", "install", "helm.sh/helm/v3/cmd/helm@"+helmVersion)
+	cmd := exec.CommandContext(ctx, "go", "install", pkg+"@"+version)
 	cmd.Env = append(os.Environ(), "GOBIN="+tools, "GOFLAGS=-mod=mod")
 	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("go install helm %s: %v\n%s", helmVersion, err, out)
+		t.Fatalf("go install %s %s: %v\n%s", pkg, version, err, out)
 	}
-	return filepath.Join(tools, "helm")
+	return filepath.Join(tools, name)
 }
 
 // render runs helm template for one service's values file and extra --set
@@ -136,8 +143,10 @@ func checkChart(t *testing.T, objs map[string]obj, svc, mode string) {
 	apiContainers := containerNames(api)
 	switch mode {
 	case "sidecar":
-		if !slices.Equal(apiContainers, []string{svc, "cdc-relay"}) {
-			t.Errorf("sidecar: %s-deployment containers = %v, want [%s cdc-relay]", svc, apiContainers, svc)
+		// A native sidecar: an init container that keeps running, so it
+		// starts before the service and stops after it.
+		if !slices.Equal(apiContainers, []string{svc}) {
+			t.Errorf("sidecar: %s-deployment containers = %v, want [%s] (the relay is a native sidecar)", svc, apiContainers, svc)
 		}
 		if hasRelayDep {
 			t.Errorf("sidecar: a relay Deployment was rendered")
@@ -186,8 +195,16 @@ func checkChart(t *testing.T, objs map[string]obj, svc, mode string) {
 	if !strings.Contains(env["DATABASE_URL"], "@"+svc+"-db-service:5432/") {
 		t.Errorf("%s DATABASE_URL = %q, want the chart's database service", svc, env["DATABASE_URL"])
 	}
-	if init := api.objs("spec", "template", "spec", "initContainers"); len(init) != 1 || init[0].str("args", 0) != "migrate" {
-		t.Errorf("%s: want one init container running migrate, got %v", svc, init)
+	init := api.objs("spec", "template", "spec", "initContainers")
+	wantInit := 1
+	if mode == "sidecar" {
+		wantInit = 2
+	}
+	if len(init) != wantInit || init[0].str("args", 0) != "migrate" {
+		t.Errorf("%s: want %d init containers, the first running migrate, got %v", svc, wantInit, init)
+	}
+	if mode == "sidecar" && (len(init) < 2 || init[1].str("name") != "cdc-relay" || init[1].str("restartPolicy") != "Always") {
+		t.Errorf("%s: the relay is not a native sidecar after the migrations (an init container with restartPolicy Always): %v", svc, init)
 	}
 
 	// The relay container, wherever it runs.
@@ -334,9 +351,11 @@ func containerNames(dep obj) []string {
 
 func container(t *testing.T, dep obj, name string) obj {
 	t.Helper()
-	for _, c := range dep.objs("spec", "template", "spec", "containers") {
-		if c.str("name") == name {
-			return c
+	for _, list := range []string{"containers", "initContainers"} {
+		for _, c := range dep.objs("spec", "template", "spec", list) {
+			if c.str("name") == name {
+				return c
+			}
 		}
 	}
 	t.Fatalf("Deployment %s has no container %s", dep.str("metadata", "name"), name)
@@ -344,7 +363,7 @@ func container(t *testing.T, dep obj, name string) obj {
 }
 
 func hasPort(dep obj, nameOrNumber string) bool {
-	for _, c := range dep.objs("spec", "template", "spec", "containers") {
+	for _, c := range append(dep.objs("spec", "template", "spec", "containers"), dep.objs("spec", "template", "spec", "initContainers")...) {
 		for _, p := range c.objs("ports") {
 			if p.str("name") == nameOrNumber || p.str("containerPort") == nameOrNumber {
 				return true
@@ -406,4 +425,24 @@ func matches(selector, labels map[string]string) bool {
 		}
 	}
 	return len(selector) > 0
+}
+
+// helm lint --strict accepts both charts: the saga chart for each service
+// in both relay modes, and the dashboard's.
+func TestHelmLintStrict(t *testing.T) {
+	helm := helmBinary(t)
+	root := repoRoot(t)
+	runs := [][]string{{filepath.Join(root, "deploy", "helm", "dashboard")}}
+	for _, svc := range []string{"order", "stock", "payment"} {
+		for _, mode := range []string{"sidecar", "deployment"} {
+			runs = append(runs, []string{filepath.Join(root, "deploy", "helm", "saga"),
+				"-f", filepath.Join(root, "deploy", "k8s", "services", svc, "values.yaml"), "--set", "relay.mode=" + mode})
+		}
+	}
+	for _, args := range runs {
+		out, err := exec.Command(helm, append([]string{"lint", "--strict"}, args...)...).CombinedOutput()
+		if err != nil {
+			t.Errorf("helm lint --strict %s: %v\n%s", strings.Join(args, " "), err, out)
+		}
+	}
 }

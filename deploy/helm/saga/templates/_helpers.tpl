@@ -96,13 +96,18 @@ The cdc-relay container, for both modes. A sidecar gets no readiness probe:
 with several replicas all but one relay are standbys, which are not ready by
 design, and a not-ready sidecar would take its service pod out of the
 Service.
-Call: include "saga.relayContainer" (list . true|false)
+As a sidecar it is a native one: an init container with restartPolicy Always.
+Call: include "saga.relayContainer" (list . withReadiness asSidecar)
 */}}
 {{- define "saga.relayContainer" -}}
 {{- $ := index . 0 -}}
 {{- $withReadiness := index . 1 -}}
+{{- $asSidecar := and (gt (len .) 2) (index . 2) -}}
 {{- $r := $.Values.relay -}}
 - name: cdc-relay
+  {{- if $asSidecar }}
+  restartPolicy: Always
+  {{- end }}
   image: {{ printf "%s:%s" $r.image.repository ($r.image.tag | default $.Chart.AppVersion) }}
   imagePullPolicy: {{ $r.image.pullPolicy }}
   args: [run]

@@ -11,7 +11,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/google/uuid"
 	amqp "github.com/rabbitmq/amqp091-go"
 
 	"github.com/saga-cdc/saga/tests/testenv"
@@ -45,34 +44,6 @@ func rabbitVersion(ctx context.Context, amqpURL string) (string, error) {
 // body is a payload like the rows' (jsonb's text of the row's payload).
 func body(seq int) []byte {
 	return []byte(`{"pad": "` + strings.Repeat("x", bodyPad) + `", "seq": ` + strconv.Itoa(seq) + `, "writer": 0}`)
-}
-
-// message is what the relay publishes for row seq (design §4.4): the same
-// properties, headers and body size, so the publish limit is measured on the
-// relay's own messages.
-func message(seq int, source string) amqp.Publishing {
-	id := uuid.NewString()
-	now := time.Now().UTC()
-	agg := strconv.Itoa(seq)
-	return amqp.Publishing{
-		Headers: amqp.Table{
-			"writer":                  "0",
-			"aggregate_type":          "bench",
-			"aggregate_id":            agg,
-			"cloudEvents_specversion": "1.0",
-			"cloudEvents_id":          id,
-			"cloudEvents_source":      source,
-			"cloudEvents_type":        "bench.row",
-			"cloudEvents_time":        now.Format(time.RFC3339Nano),
-			"cloudEvents_subject":     agg,
-		},
-		ContentType:  "application/json",
-		DeliveryMode: amqp.Persistent,
-		MessageId:    id,
-		Type:         "bench.row",
-		Timestamp:    now,
-		Body:         body(seq),
-	}
 }
 
 // confirmer publishes on one confirm-mode channel with at most window
@@ -148,46 +119,6 @@ func (c *confirmer) close() {
 		}
 	}()
 	_ = c.conn.Close()
-}
-
-// publishLimit publishes n relay-like messages to exchange with pipelined
-// confirms (window unconfirmed at most) and returns when the last was
-// confirmed, measured from the first publish.
-func publishLimit(ctx context.Context, amqpURL, exchange string, n, window int) (time.Duration, error) {
-	c, err := newConfirmer(ctx, amqpURL, exchange, window)
-	if err != nil {
-		return 0, fmt.Errorf("publish limit: %w", err)
-	}
-	defer c.close()
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	done := make(chan error, 1)
-	began := time.Now()
-	var last time.Duration
-	go func() {
-		count := 0
-		done <- c.confirmed(ctx, func(uint64) {
-			if count++; count == n {
-				last = time.Since(began)
-				cancel()
-			}
-		})
-	}()
-	for i := 1; i <= n; i++ {
-		if err := c.publish(ctx, message(i, "/saga-bench/publish-limit")); err != nil {
-			if ctx.Err() != nil {
-				break
-			}
-			return 0, fmt.Errorf("publish limit: %w", err)
-		}
-	}
-	if err := <-done; err != nil {
-		return 0, fmt.Errorf("publish limit: %w", err)
-	}
-	if last == 0 {
-		return 0, fmt.Errorf("publish limit: stopped before the last confirm: %w", ctx.Err())
-	}
-	return last, nil
 }
 
 // counter consumes a queue (auto-ack) and counts deliveries; when it

@@ -1,5 +1,5 @@
 // Package bench measures cdc-relay beside the machine's limits and a polling
-// outbox relay, side by side in one run (issue 6), and renders the figures
+// outbox relay, side by side in one run, and renders the figures
 // as a table and as docs/benchmarks.md.
 //
 // Every step runs on its own database, slots, exchange and queues
@@ -24,8 +24,6 @@ import (
 
 // Config sizes a run.
 type Config struct {
-	// PublishMessages is how many messages measure the publish limit.
-	PublishMessages int
 	// Backlog is the rows of the backlog the relay drains (and the bare
 	// decoder decodes), written before either starts.
 	Backlog int
@@ -63,36 +61,55 @@ type Config struct {
 	Profile bool
 	// Timeout bounds each wait for messages.
 	Timeout time.Duration
+
+	// BrokerSettle bounds the wait, before each burst and drain with no
+	// consumer, for the broker to finish what the last one left (0: none).
+	BrokerSettle time.Duration
+	// Rounds is how many times the ceilings and the drains with no
+	// consumer are measured, interleaved; the medians count.
+	Rounds int
+	// CeilingMessages is the messages of each ceiling burst.
+	CeilingMessages int
+	// QueuedRows and QueuedTxn are the rows of the single-row and batched
+	// backlogs drained with no consumer, and the rows per transaction of
+	// the batched one; QueuedBig is the rows of the one-transaction backlog.
+	QueuedRows, QueuedTxn, QueuedBig int
 }
 
 // Full is the issue's run.
 func Full() Config {
 	return Config{
-		PublishMessages: 100_000,
-		Backlog:         200_000,
-		BulkTxn:         100_000,
-		BigBacklog:      1_000_000,
-		Rates:           []int{500, 2000},
-		RateDuration:    20 * time.Second,
-		PollBacklog:     50_000,
-		PollRate:        500,
-		PollDuration:    10 * time.Second,
-		PollIntervals:   []time.Duration{100 * time.Millisecond, time.Second},
-		PollBatch:       100,
-		IdleWindow:      30 * time.Second,
-		Window:          1000,
-		Heartbeat:       10 * time.Second,
-		StatsSettle:     11 * time.Second,
-		Profile:         true,
+		Backlog:       200_000,
+		BulkTxn:       100_000,
+		BigBacklog:    1_000_000,
+		Rates:         []int{500, 2000},
+		RateDuration:  20 * time.Second,
+		PollBacklog:   50_000,
+		PollRate:      500,
+		PollDuration:  10 * time.Second,
+		PollIntervals: []time.Duration{100 * time.Millisecond, time.Second},
+		PollBatch:     100,
+		IdleWindow:    30 * time.Second,
+		Window:        1000,
+		Heartbeat:     10 * time.Second,
+		StatsSettle:   11 * time.Second,
+		Profile:       true,
 		// The 1,000,000-row drain takes minutes on a loaded 2-core machine.
-		Timeout: 15 * time.Minute,
+		Timeout:      15 * time.Minute,
+		Rounds:       3,
+		BrokerSettle: 30 * time.Second,
+		// Each drain with no consumer and each ceiling burst piles up the
+		// same number of messages: the broker's rate falls as its queue grows.
+		CeilingMessages: 100_000,
+		QueuedRows:      100_000,
+		QueuedTxn:       100,
+		QueuedBig:       100_000,
 	}
 }
 
 // Smoke is a run small enough for `make test`.
 func Smoke() Config {
 	return Config{
-		PublishMessages: 2000,
 		Backlog:         2000,
 		BulkTxn:         1000,
 		BigBacklog:      3000,
@@ -108,6 +125,11 @@ func Smoke() Config {
 		Heartbeat:       500 * time.Millisecond,
 		StatsSettle:     1500 * time.Millisecond,
 		Timeout:         time.Minute,
+		Rounds:          1,
+		CeilingMessages: 500,
+		QueuedRows:      1000,
+		QueuedTxn:       100,
+		QueuedBig:       500,
 	}
 }
 
@@ -123,6 +145,8 @@ type Harness struct {
 	AMQPURL   string
 	ProfileTo string // where the CPU profile is written, when one is taken
 
+	brokerPID int // the broker's process on this machine; 0 if it is not
+
 	mu  sync.Mutex
 	Res Results
 }
@@ -131,10 +155,11 @@ type Harness struct {
 type Results struct {
 	Machine Machine
 
-	PublishConfirmRate float64 // messages/s, last confirm
-	PublishConsumeRate float64 // messages/s, last consumed: the publish limit
-	DecodeBatched      float64 // rows/s
-	DecodeSingle       float64 // rows/s
+	Ceilings   []CeilingRun
+	QueuedRuns []QueuedRun
+
+	DecodeBatched float64 // rows/s
+	DecodeSingle  float64 // rows/s
 
 	DrainBatched Drain
 	DrainSingle  Drain
@@ -231,7 +256,7 @@ func (h *Harness) Run(step Step) {
 		}
 		return ok
 	}
-	step("publish-limit", h.publishLimit)
+	h.rounds(step)
 	step("backlog-batched", func(tb testing.TB) { h.backlog(tb, true) })
 	step("backlog-single-row", func(tb testing.TB) { h.backlog(tb, false) })
 	for _, r := range h.Cfg.Rates {
@@ -242,7 +267,7 @@ func (h *Harness) Run(step Step) {
 		step("polling-"+iv.String(), func(tb testing.TB) { h.polling(tb, iv) })
 	}
 	step("idle", h.idle)
-	if h.Cfg.Profile && h.BinPprof != "" && h.Res.DrainBatched.Rate() < 0.9*h.Res.PublishConsumeRate {
+	if h.Cfg.Profile && h.BinPprof != "" {
 		step("profile", h.profile)
 	}
 }
@@ -258,30 +283,6 @@ func metric(tb testing.TB, v float64, unit string) {
 	if b, ok := tb.(*testing.B); ok {
 		b.ReportMetric(v, unit)
 	}
-}
-
-// publishLimit: the broker's rate for relay-like messages with pipelined
-// confirms, with a consumer on the durable queue as in the relay's steps.
-func (h *Harness) publishLimit(tb testing.TB) {
-	ctx := h.ctx(tb)
-	ex := testenv.NewExchange(tb)
-	q := testenv.NewQueue(tb, ex, RoutingKey)
-	n := h.Cfg.PublishMessages
-	c := consume(tb, q, n, false)
-	began := time.Now()
-	confirmed, err := publishLimit(ctx, h.AMQPURL, ex, n, h.Cfg.Window)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	last, err := c.wait(ctx)
-	if err != nil {
-		tb.Fatalf("publish limit: %v", err)
-	}
-	h.mu.Lock()
-	h.Res.PublishConfirmRate = rate(n, confirmed)
-	h.Res.PublishConsumeRate = rate(n, last.Sub(began))
-	h.mu.Unlock()
-	metric(tb, h.Res.PublishConsumeRate, "msgs/s")
 }
 
 // backlog: write a backlog (batched or single-row transactions), decode it

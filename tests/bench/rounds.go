@@ -7,8 +7,6 @@ import (
 	"testing"
 	"time"
 
-	amqp "github.com/rabbitmq/amqp091-go"
-
 	"github.com/saga-cdc/saga/tests/testenv"
 )
 
@@ -224,10 +222,4 @@ func (r Results) drained(backlog, mode string) Drained {
 	}
 	d.Rate, d.RelayMicros, d.BrokerMicros, d.FirstSec = median(d.Rates), median(relay), median(broker), median(first)
 	return d
-}
-
-// publishingProperties reports whether msg carries the properties the
-// relay sets on every message (the message mapping's fixed part).
-func publishingProperties(msg amqp.Publishing) bool {
-	return msg.MessageId != "" && msg.Type != "" && msg.ContentType != "" && !msg.Timestamp.IsZero()
 }

@@ -21,13 +21,20 @@ type fakeBroker struct {
 	published atomic.Int64
 	tags      map[uint16]uint64 // per channel: the last delivery tag
 	pending   map[uint16]uint64 // per channel: body bytes still to come of the message in progress
+	// bogusAfter, when set, makes the ack of that many messages a multiple
+	// ack reaching bogusAhead tags past the last one published.
+	bogusAfter, bogusAhead uint64
 }
 
 // serveFake runs a fake broker on one end of a pipe until the client closes
 // it; the other end is returned for amqp.Open.
-func serveFake() (net.Conn, *fakeBroker) {
+func serveFake() (net.Conn, *fakeBroker) { return serveFakeBogus(0, 0) }
+
+// serveFakeBogus is serveFake with a bogus multiple ack (see bogusAfter).
+func serveFakeBogus(after, ahead uint64) (net.Conn, *fakeBroker) {
 	client, server := net.Pipe()
-	b := &fakeBroker{conn: server, w: bufio.NewWriterSize(server, 64<<10), tags: map[uint16]uint64{}, pending: map[uint16]uint64{}}
+	b := &fakeBroker{conn: server, w: bufio.NewWriterSize(server, 64<<10), tags: map[uint16]uint64{}, pending: map[uint16]uint64{},
+		bogusAfter: after, bogusAhead: ahead}
 	go func() {
 		defer server.Close()
 		_ = b.serve()
@@ -141,8 +148,11 @@ func (b *fakeBroker) onMethod(ch uint16, p []byte) (done bool, err error) {
 }
 
 func (b *fakeBroker) ack(ch uint16) error {
-	b.published.Add(1)
+	n := b.published.Add(1)
 	b.tags[ch]++
+	if b.bogusAfter > 0 && uint64(n) == b.bogusAfter {
+		return b.method(ch, 60, 80, u64(b.tags[ch]+b.bogusAhead), []byte{1})
+	}
 	return b.method(ch, 60, 80, u64(b.tags[ch]), []byte{0})
 }
 

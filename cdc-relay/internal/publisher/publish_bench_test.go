@@ -94,6 +94,38 @@ func TestPublishOnFakeBroker(t *testing.T) {
 	}
 }
 
+// A multiple ack past the last published tag (amqp091 expands it without
+// checking) must not confirm anything: the confirm loop ends with
+// ErrProtocol, and the window keeps the unconfirmed places.
+func TestConfirmOfAnUnpublishedTagEndsTheSession(t *testing.T) {
+	pipe, _ := serveFakeBogus(2, 20)
+	sock := cork(pipe)
+	conn, err := amqp.Open(sock, amqp.Config{Locale: "en_US", SASL: []amqp.Authentication{&amqp.PlainAuth{Username: "guest", Password: "guest"}}})
+	require.NoError(t, err)
+	p, err := open(conn, "saga", 16, 1)
+	require.NoError(t, err)
+	p.sock = sock
+	defer p.Close()
+	h := &countHandler{keep: true}
+	done := make(chan error, 1)
+	go func() { done <- p.Confirms(context.Background(), h) }()
+	m := outbox.Mapper{Source: "/cdc-relay/db/public.outbox", Groups: 0}
+	for range 2 {
+		require.NoError(t, p.Acquire(context.Background()))
+		msg, _ := m.Map(sagaRow())
+		_, err := p.PublishTo(context.Background(), "saga", "stock.v1", "a", msg, time.Now())
+		require.NoError(t, err)
+	}
+	select {
+	case err := <-done:
+		require.ErrorIs(t, err, ErrProtocol)
+		assert.Contains(t, err.Error(), "delivery tag 3")
+	case <-time.After(10 * time.Second):
+		t.Fatal("the confirm loop took a confirm for a tag never published")
+	}
+	assert.LessOrEqual(t, h.n.Load(), int64(2), "confirmed more than was published")
+}
+
 // BenchmarkPublish is the relay's publish path from a mapped message to
 // the bytes on the broker's socket (amqp091's encoding of the method,
 // header and body frames, the window, the flight record, the cork), with a

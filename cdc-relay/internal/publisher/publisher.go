@@ -116,6 +116,9 @@ type flight struct {
 	committed time.Time
 }
 
+// ErrProtocol is a broker answer the publisher cannot account for.
+var ErrProtocol = errors.New("publisher: broker protocol error")
+
 // MaxChannels bounds Dial's channels.
 const MaxChannels = 16
 
@@ -429,6 +432,15 @@ func (p *Publisher) confirmLoop(ctx context.Context, c *channel, h Handler) erro
 			}
 			c.mu.Lock()
 			fl := c.flight[c.slot(cf.DeliveryTag)]
+			if fl.tag != cf.DeliveryTag {
+				c.mu.Unlock()
+				// A confirm for a message this channel did not publish (a
+				// broker bug, or a multiple ack past the last tag, which
+				// amqp091 expands without checking): counting it would
+				// confirm another message. The session ends; the relay
+				// resends from its confirmed position.
+				return fmt.Errorf("%w: the broker confirmed delivery tag %d, which has no unconfirmed message on this channel", ErrProtocol, cf.DeliveryTag)
+			}
 			c.flight[c.slot(cf.DeliveryTag)] = flight{}
 			c.mu.Unlock()
 			// The slot is given back after the handler has seen the outcome:

@@ -80,6 +80,9 @@ func (w *window) cancel() {
 func (w *window) settle(seq uint64) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	if seq < w.oldest || seq >= w.oldest+uint64(w.size) {
+		return // not in flight: a mark would stand for another message
+	}
 	if seq != w.oldest {
 		w.early[seq%uint64(w.size)] = true
 		return

@@ -75,6 +75,32 @@ func TestWindowCountsFromTheOldestUnconfirmed(t *testing.T) {
 	}
 }
 
+// A sequence number outside the flight (0, one already settled, one not yet
+// published) changes nothing: a mark for it would stand for another message.
+func TestWindowIgnoresSequenceNumbersNotInFlight(t *testing.T) {
+	w := newWindow(4)
+	for range 4 {
+		require.True(t, w.tryAcquire())
+	}
+	w.settle(1)
+	for _, seq := range []uint64{0, 1, 6, 100} {
+		w.settle(seq)
+		assert.Equal(t, 3, w.inFlight(), "after settling %d", seq)
+	}
+	w.settle(2)
+	w.settle(3)
+	w.settle(4)
+	assert.Zero(t, w.inFlight())
+	for range 4 {
+		require.True(t, w.tryAcquire())
+	}
+	w.settle(5)
+	assert.Equal(t, 3, w.inFlight(), "no stale mark skips 8 = 2·4")
+	w.settle(6)
+	w.settle(7)
+	assert.Equal(t, 1, w.inFlight(), "8 is still in flight")
+}
+
 // A publish that failed took no sequence number: cancel frees its place
 // and leaves the oldest unconfirmed one where it was.
 func TestWindowCancel(t *testing.T) {

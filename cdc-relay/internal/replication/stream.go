@@ -261,6 +261,11 @@ func (s *Stream) armRead(parent context.Context, deadline time.Time) error {
 		s.rstop = context.AfterFunc(parent, func() {
 			s.rmu.Lock()
 			defer s.rmu.Unlock()
+			// A parent replaced meanwhile (its end already under way when
+			// rstop was called) must not cut the new parent's read short.
+			if s.rparent != parent {
+				return
+			}
 			s.rdeadline = time.Unix(1, 0)
 			_ = s.conn.Conn().SetReadDeadline(s.rdeadline)
 		})

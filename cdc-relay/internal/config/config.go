@@ -274,6 +274,7 @@ func parse(name string, args []string, getenv func(string) string, usage io.Writ
 type Bound struct {
 	fs       *flag.FlagSet
 	vals     map[string]*string // by variable
+	secrets  map[string]string  // the URLs' values, kept out of the flags' defaults
 	fileErrs []error
 }
 
@@ -283,7 +284,7 @@ type Bound struct {
 // and checks, as `cdc-relay run`. It panics on a name that is not a
 // CDC_RELAY_* variable of this package: a programming error.
 func Bind(fs *flag.FlagSet, envs []string, getenv func(string) string) *Bound {
-	b := &Bound{fs: fs, vals: make(map[string]*string, len(envs))}
+	b := &Bound{fs: fs, vals: make(map[string]*string, len(envs)), secrets: map[string]string{}}
 	for _, env := range envs {
 		o, ok := optionOf(env)
 		if !ok {
@@ -295,6 +296,11 @@ func Bind(fs *flag.FlagSet, envs []string, getenv func(string) string) *Bound {
 		}
 		if v == "" {
 			v = o.def
+		}
+		if secret[o.env] {
+			// A flag's default is printed with the usage (-h, a mistyped
+			// flag): a URL's, which holds a password, is not its default.
+			b.secrets[o.env], v = v, ""
 		}
 		b.vals[o.env] = fs.String(o.flag, v, Usage(o.env, o.usage))
 	}
@@ -342,16 +348,19 @@ func optionOf(env string) (option, bool) {
 // defaults) and returns CDC_RELAY_CONFIG's value; it checks what parsing
 // needs (numbers, durations, names), Validate the rest.
 func (b *Bound) fill() (Config, string, error) {
-	get := func(env string) string {
-		if v, ok := b.vals[env]; ok {
-			return strings.TrimSpace(*v)
-		}
-		o, _ := optionOf(env)
-		return o.def
-	}
 	// A flag that replaces the variable makes its file's error moot.
 	set := map[string]bool{}
 	b.fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	get := func(env string) string {
+		o, _ := optionOf(env)
+		if v, ok := b.vals[env]; ok {
+			if sv, isSecret := b.secrets[env]; isSecret && !set[o.flag] {
+				return strings.TrimSpace(sv)
+			}
+			return strings.TrimSpace(*v)
+		}
+		return o.def
+	}
 	var errs []error
 	for _, e := range b.fileErrs {
 		if !set[e.(*Error).Flag] {
@@ -599,7 +608,11 @@ func userPassword(rest string) (from, to int) {
 	}
 	at := strings.LastIndex(rest[:end], "@")
 	if at < 0 {
-		return -1, -1
+		// A password holding an unencoded '?' or '#' ends the authority too
+		// early: take the last '@' anywhere (masking too much is harmless).
+		if at = strings.LastIndex(rest, "@"); at < 0 {
+			return -1, -1
+		}
 	}
 	colon := strings.Index(rest[:at], ":")
 	if colon < 0 {
@@ -609,7 +622,7 @@ func userPassword(rest string) (from, to int) {
 }
 
 var (
-	passwordKV    = regexp.MustCompile(`(?i)\b((?:ssl)?password)=('(\\'|[^'])*'|\S+)`)
+	passwordKV    = regexp.MustCompile(`(?i)\b((?:ssl)?password)\s*=\s*('(\\'|[^'])*'|\S+)`)
 	passwordParam = regexp.MustCompile(`(?i)([?&](?:ssl)?password=)[^&#]*`)
 )
 

@@ -154,6 +154,11 @@ func TestMaskURL(t *testing.T) {
 		{"amqp://u:p%40ss%2Fw@rabbit:5672/", "amqp://u:xxxxx@rabbit:5672/"},
 		{"amqp://u:p@ss@rabbit:5672/vh", "amqp://u:xxxxx@rabbit:5672/vh"},
 		{"host=h sslpassword=k3y password=p", "host=h sslpassword=xxxxx password=xxxxx"},
+		// Spaces around '=' (pgconn accepts them), and a password holding
+		// an unencoded '#' or '?', which would end the authority early.
+		{"host=h password = s3cret dbname=d", "host=h password=xxxxx dbname=d"},
+		{"amqp://u:pa#s3cret@rabbit:5672/", "amqp://u:xxxxx@rabbit:5672/"},
+		{"postgres://u:pa?s3cret@db/x", "postgres://u:xxxxx@db/x"},
 		{"", ""},
 	}
 	for _, tt := range tests {
@@ -277,6 +282,28 @@ func TestDefaultsAreValidOnceURLsAreSet(t *testing.T) {
 	require.Error(t, c.Validate(), "no URLs yet")
 	c.DatabaseURL, c.AMQPURL = "postgres://h/db", "amqp://h/"
 	require.NoError(t, c.Validate())
+}
+
+// The usage (-h, or a mistyped flag) prints each flag's default: a URL's,
+// which holds a password, is not shown there, wherever it came from.
+func TestUsageShowsNoPassword(t *testing.T) {
+	pw := filepath.Join(t.TempDir(), "db")
+	require.NoError(t, os.WriteFile(pw, []byte("postgres://relay:s3cret-file@db/x"), 0o600))
+	for _, e := range []map[string]string{
+		{"CDC_RELAY_DATABASE_URL_FILE": pw, "CDC_RELAY_AMQP_URL": "amqp://u:s3cret-env@mq/"},
+		{"CDC_RELAY_DATABASE_URL": "postgres://relay:s3cret-env@db/x", "CDC_RELAY_AMQP_URL": "amqp://u:s3cret-env@mq/"},
+	} {
+		var usage strings.Builder
+		_, err := Parse("cdc-relay run", []string{"--mistyped"}, env(e), &usage)
+		require.Error(t, err)
+		assert.Contains(t, usage.String(), "-database-url")
+		assert.NotContains(t, usage.String(), "s3cret")
+		// And the values are still the ones read.
+		c, err := Parse("cdc-relay run", nil, env(e), io.Discard)
+		require.NoError(t, err)
+		assert.Contains(t, c.DatabaseURL, "s3cret")
+		assert.Contains(t, c.AMQPURL, "s3cret-env")
+	}
 }
 
 // Bind gives a command of its own the daemon's variables, flags, defaults

@@ -28,13 +28,24 @@ type RoleCreated struct {
 // superuser; on Postgres 16+ a CREATEROLE role that has REPLICATION
 // itself), once per database; run again, it grants what is missing and
 // changes nothing else. The password, when one is given, comes from the
-// file --password-file names, never from the command line.
+// file --password-file names, never from the command line, and is sent
+// as its SCRAM-SHA-256 verifier.
 func runRoleCreate(ctx context.Context, o options, stdout, _ io.Writer) error {
 	password := ""
 	if o.passwordFile != "" {
 		var err error
 		if password, err = envfile.Read(o.passwordFile); err != nil {
 			return UsageError{Err: fmt.Errorf("role create: --password-file: %w", err)}
+		}
+	}
+	// The server gets the SCRAM-SHA-256 verifier, never the password: a
+	// statement log (log_statement, or the statement of an error) would
+	// show whatever the statement holds.
+	verifier := ""
+	if password != "" {
+		var err error
+		if verifier, err = scramVerifier(password); err != nil {
+			return fmt.Errorf("role create %s: %w", o.role, err)
 		}
 	}
 	conn, err := connect(ctx, o.databaseURL)
@@ -54,8 +65,8 @@ func runRoleCreate(ctx context.Context, o options, stdout, _ io.Writer) error {
 		// format() quotes the name and the password on the server.
 		var stmts []string
 		var sql string
-		if password != "" {
-			err = tx.QueryRow(ctx, `SELECT format('`+verb+` ROLE %I WITH LOGIN REPLICATION PASSWORD %L', $1::text, $2::text)`, o.role, password).Scan(&sql)
+		if verifier != "" {
+			err = tx.QueryRow(ctx, `SELECT format('`+verb+` ROLE %I WITH LOGIN REPLICATION PASSWORD %L', $1::text, $2::text)`, o.role, verifier).Scan(&sql)
 		} else {
 			err = tx.QueryRow(ctx, `SELECT format('`+verb+` ROLE %I WITH LOGIN REPLICATION', $1::text)`, o.role).Scan(&sql)
 		}

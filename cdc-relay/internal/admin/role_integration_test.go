@@ -6,6 +6,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -55,6 +56,11 @@ func TestLeastPrivilegeRole(t *testing.T) {
 	conn, err := pgx.Connect(context.Background(), dbURL)
 	require.NoError(t, err)
 	defer conn.Close(context.Background())
+	// The role has a SCRAM-SHA-256 verifier (role create sends the
+	// verifier, not the password: scram_test.go checks its keys).
+	var stored string
+	require.NoError(t, conn.QueryRow(context.Background(), `SELECT rolpassword FROM pg_authid WHERE rolname = $1`, role).Scan(&stored))
+	assert.True(t, strings.HasPrefix(stored, "SCRAM-SHA-256$4096:"), stored)
 	require.NoError(t, conn.QueryRow(context.Background(), `SELECT rolsuper, rolreplication FROM pg_roles WHERE rolname = $1`, role).Scan(&super, &repl))
 	assert.False(t, super)
 	assert.True(t, repl)

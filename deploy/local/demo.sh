@@ -193,13 +193,18 @@ password_of() {
 	cat "$f"
 }
 
-# as_role URL ROLE: URL with ROLE and its password as the user.
+# as_role URL ROLE: URL with ROLE and its password as the user (a user or
+# password in the query string, which would override them, is dropped).
 as_role() {
-	local url=$1 role=$2 scheme rest
+	local url=$1 role=$2 scheme rest query=
 	scheme=${url%%://*}
 	rest=${url#*://}
 	[[ "${rest%%/*}" == *@* ]] && rest=${rest#*@}
-	printf '%s://%s:%s@%s' "$scheme" "$role" "$(password_of "$role")" "$rest"
+	if [[ "$rest" == *\?* ]]; then
+		query=$(printf '%s' "${rest#*\?}" | tr '&' '\n' | grep -v -E '^(user|password)=' | paste -sd '&' || true)
+		rest=${rest%%\?*}
+	fi
+	printf '%s://%s:%s@%s%s' "$scheme" "$role" "$(password_of "$role")" "$rest" "${query:+?$query}"
 }
 
 # url_file NAME URL: write URL to $SECRETS/NAME.url (0600) and print the path.

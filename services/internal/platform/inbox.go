@@ -187,6 +187,15 @@ func (l *deadLetterer) move(ctx context.Context, d amqp.Delivery, reason string)
 	}
 	headers[HeaderRejectReason] = reason
 	headers[HeaderRejectQueue] = l.from
+	// A return left from an earlier move (one that timed out or was
+	// nacked) must not be taken for this one's.
+	for drained := false; !drained; {
+		select {
+		case <-l.returns:
+		default:
+			drained = true
+		}
+	}
 	ctx, cancel := context.WithTimeout(ctx, deadLetterTimeout)
 	defer cancel()
 	conf, err := l.ch.PublishWithDeferredConfirmWithContext(ctx, "", l.queue, true, false, amqp.Publishing{
@@ -207,7 +216,9 @@ func (l *deadLetterer) move(ctx context.Context, d amqp.Delivery, reason string)
 	}
 	select {
 	case r := <-l.returns:
-		return fmt.Errorf("%s: returned: %d %s (is the queue declared?)", l.queue, r.ReplyCode, r.ReplyText)
+		if r.MessageId == d.MessageId {
+			return fmt.Errorf("%s: returned: %d %s (is the queue declared?)", l.queue, r.ReplyCode, r.ReplyText)
+		}
 	default:
 	}
 	return nil

@@ -75,16 +75,7 @@ func closeObjects(sc *openapi3.Schema, seen map[*openapi3.Schema]bool) {
 // one of the operation's responses. It returns the status and body.
 func (c *contract) call(t *testing.T, method, url, body string) (int, []byte) {
 	t.Helper()
-	req, err := http.NewRequest(method, url, strings.NewReader(body))
-	require.NoError(t, err)
-	req.Header.Set("Content-Type", "application/json")
-	client := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
-	resp, err := client.Do(req)
-	require.NoError(t, err)
-	defer resp.Body.Close()
-	got, err := io.ReadAll(resp.Body)
-	require.NoError(t, err)
-
+	req, resp, got := send(t, method, url, body)
 	route, params, err := c.router.FindRoute(req)
 	require.NoError(t, err, "%s %s is not in docs/openapi.yaml", method, url)
 	in := &openapi3filter.RequestValidationInput{Request: req, PathParams: params, Route: route,

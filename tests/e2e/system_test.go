@@ -284,6 +284,17 @@ func (s *System) MessagesByOrder() map[string][]amqp.Delivery {
 // redirect).
 func Do(t *testing.T, method, url, body string) (int, string) {
 	t.Helper()
+	_, resp, b := send(t, method, url, body)
+	if resp.StatusCode/100 == 3 {
+		return resp.StatusCode, resp.Header.Get("Location")
+	}
+	return resp.StatusCode, string(b)
+}
+
+// send sends a JSON request without following redirects and returns it,
+// its response and the response's body, read whole.
+func send(t *testing.T, method, url, body string) (*http.Request, *http.Response, []byte) {
+	t.Helper()
 	req, err := http.NewRequest(method, url, strings.NewReader(body))
 	require.NoError(t, err)
 	req.Header.Set("Content-Type", "application/json")
@@ -293,10 +304,7 @@ func Do(t *testing.T, method, url, body string) (int, string) {
 	defer resp.Body.Close()
 	b, err := io.ReadAll(resp.Body)
 	require.NoError(t, err)
-	if resp.StatusCode/100 == 3 {
-		return resp.StatusCode, resp.Header.Get("Location")
-	}
-	return resp.StatusCode, string(b)
+	return req, resp, b
 }
 
 // GetJSON GETs url and decodes the JSON answer into v.

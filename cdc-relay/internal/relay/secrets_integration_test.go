@@ -9,6 +9,7 @@ import (
 	"net/url"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -52,4 +53,8 @@ func TestStatusLogsAndMetricsShowNoPassword(t *testing.T) {
 		assert.NotContains(t, out, "s3cret", name)
 	}
 	assert.Contains(t, logged.String(), ":xxxxx@"+u.Host+","+u.Host, "the multi-host URL is logged, masked")
+	// The unroutable row ends sessions; their errors are logged under the
+	// key the services use too (docs/contracts.md, "Observability").
+	require.Eventually(t, func() bool { return strings.Contains(e.logs.String(), `"error":`) }, 20*time.Second, 10*time.Millisecond)
+	assert.NotContains(t, e.logs.String(), `"err":`)
 }

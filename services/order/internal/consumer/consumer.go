@@ -7,11 +7,19 @@ import (
 	"errors"
 	"log/slog"
 	"strconv"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 
 	"github.com/saga-cdc/saga/services/internal/platform"
 	"github.com/saga-cdc/saga/services/order/internal/app"
+)
+
+// The waits before an order is called unknown: 10, 20, ... 320 ms, about
+// 0.6 s in all.
+const (
+	notVisibleFirst = 10 * time.Millisecond
+	notVisibleLast  = 320 * time.Millisecond
 )
 
 // Applier is what the handler needs of the order use cases.
@@ -42,6 +50,20 @@ func Handler(orders Applier, logger *slog.Logger) platform.Handler {
 			return platform.Unprocessable("status %q is not an order status", s)
 		}
 		changed, err := orders.ApplyStatus(ctx, tx, id, status)
+		// A reply can arrive before the order's own commit is visible here:
+		// Postgres writes a commit record (which the relay streams at once)
+		// before the committing backend leaves the ProcArray, so for a few
+		// milliseconds other sessions may not see the row. Each new statement
+		// of this READ COMMITTED transaction takes a new snapshot: read it
+		// again, for a moment, before calling the order unknown.
+		for wait := notVisibleFirst; errors.Is(err, app.ErrNotFound) && wait <= notVisibleLast; wait *= 2 {
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-time.After(wait):
+			}
+			changed, err = orders.ApplyStatus(ctx, tx, id, status)
+		}
 		if errors.Is(err, app.ErrNotFound) {
 			return platform.Unprocessable("unknown order %d", id)
 		}

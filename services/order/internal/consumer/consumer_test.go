@@ -6,23 +6,54 @@ import (
 	"io"
 	"log/slog"
 	"testing"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 
 	"github.com/saga-cdc/saga/services/internal/platform"
 	"github.com/saga-cdc/saga/services/order/internal/app"
 )
 
 type fakeApplier struct {
-	id     int64
-	status app.Status
-	err    error
+	id       int64
+	status   app.Status
+	err      error
+	notFound int // calls that find no order before err applies
+	calls    int
 }
 
 func (f *fakeApplier) ApplyStatus(_ context.Context, _ pgx.Tx, id int64, s app.Status) (bool, error) {
 	f.id, f.status = id, s
+	f.calls++
+	if f.calls <= f.notFound {
+		return false, app.ErrNotFound
+	}
 	return true, f.err
+}
+
+// An order not yet visible when its reply arrives (its commit streamed
+// before other sessions see it) is read again for a moment; an order that
+// stays unknown is unprocessable after about 0.6 s.
+func TestHandlerWaitsForAnOrderNotYetVisible(t *testing.T) {
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	body := []byte(`{"order_id": 5, "status": "reserved"}`)
+	f := &fakeApplier{notFound: 2}
+	require.NoError(t, Handler(f, log)(context.Background(), nil, platform.Delivery{Body: body}))
+	assert.Equal(t, 3, f.calls)
+
+	f = &fakeApplier{err: app.ErrNotFound}
+	began := time.Now()
+	err := Handler(f, log)(context.Background(), nil, platform.Delivery{Body: body})
+	assert.EqualError(t, err, "unprocessable message: unknown order 5")
+	assert.Equal(t, 7, f.calls, "the first read and six more")
+	assert.GreaterOrEqual(t, time.Since(began), 600*time.Millisecond)
+
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	f = &fakeApplier{err: app.ErrNotFound}
+	assert.ErrorIs(t, Handler(f, log)(ctx, nil, platform.Delivery{Body: body}), context.Canceled, "a stop does not wait")
 }
 
 func TestHandler(t *testing.T) {

@@ -180,6 +180,33 @@ type procStats struct {
 	HWMKB int64         // VmHWM: peak resident set size
 }
 
+// runTime is the sum of the run times, in nanoseconds, that
+// /proc/<pid>/task/*/schedstat gives for the process's live threads (the
+// first field; see the kernel's Documentation/scheduler/sched-stats.rst).
+func runTime(pid int) (time.Duration, error) {
+	tasks, err := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/schedstat", pid))
+	if err != nil || len(tasks) == 0 {
+		return 0, fmt.Errorf("/proc/%d/task: no schedstat", pid)
+	}
+	var sum time.Duration
+	for _, t := range tasks {
+		b, err := os.ReadFile(t)
+		if err != nil {
+			continue // the thread exited since the glob
+		}
+		f := strings.Fields(string(b))
+		if len(f) == 0 {
+			return 0, fmt.Errorf("%s: empty", t)
+		}
+		ns, err := strconv.ParseInt(f[0], 10, 64)
+		if err != nil {
+			return 0, fmt.Errorf("%s: run time %q: %w", t, f[0], err)
+		}
+		sum += time.Duration(ns)
+	}
+	return sum, nil
+}
+
 // stats reads /proc/<pid>/stat and /proc/<pid>/status of the relay.
 func (p *relayProc) stats() (procStats, error) { return readProc(p.cmd.Process.Pid) }
 
@@ -200,6 +227,12 @@ func readProc(pid int) (procStats, error) {
 		return s, fmt.Errorf("/proc/%d/stat: utime %q stime %q", pid, rest[11], rest[12])
 	}
 	s.CPU = time.Duration(utime+stime) * time.Second / clockTicks
+	// utime and stime are each cut down to whole ticks, so a short drain
+	// can read 0: the threads' run times in nanoseconds are exact. A thread
+	// that already exited is missing from them, so the larger reading wins.
+	if exact, err := runTime(pid); err == nil && exact > s.CPU {
+		s.CPU = exact
+	}
 	status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
 	if err != nil {
 		return s, fmt.Errorf("read /proc/%d/status: %w", pid, err)

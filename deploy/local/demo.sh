@@ -64,7 +64,11 @@ SECRETS=$STATE/secrets
 readonly SERVICES=(order stock payment)
 # Every port of the demo, in one place.
 OFFSET=${SAGA_DEMO_PORT_OFFSET:-0}
-[[ "$OFFSET" =~ ^[0-9]{1,5}$ ]] && ((OFFSET < 50000)) || { echo "demo: SAGA_DEMO_PORT_OFFSET=$OFFSET: want a whole number below 50000" >&2; exit 2; }
+if ! [[ "$OFFSET" =~ ^[0-9]{1,5}$ ]] || ((10#$OFFSET >= 50000)); then
+	echo "demo: SAGA_DEMO_PORT_OFFSET=$OFFSET: want a whole number below 50000" >&2
+	exit 2
+fi
+OFFSET=$((10#$OFFSET)) # "010" is 10, not octal 8
 declare -A PORT=(
 	[order]=$((8000 + OFFSET)) [stock]=$((8001 + OFFSET)) [payment]=$((8002 + OFFSET))
 	[relay-order]=$((9401 + OFFSET)) [relay-stock]=$((9402 + OFFSET)) [relay-payment]=$((9403 + OFFSET))

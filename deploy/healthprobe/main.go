@@ -38,7 +38,7 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 		return err
 	}
 	if fs.NArg() == 0 {
-		return errors.New("usage: healthprobe [-timeout 2s] [-wait 0] URL...")
+		return errors.New("no URL to probe (usage: healthprobe [-timeout 2s] [-wait 0] URL...)")
 	}
 	client := &http.Client{Timeout: *timeout}
 	deadline := time.Now().Add(*wait)

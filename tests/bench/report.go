@@ -496,17 +496,3 @@ every row (a passive declare every 5 ms).
 	}
 	return b.String()
 }
-
-func firstRate(c Config) int {
-	if len(c.Rates) == 0 {
-		return 0
-	}
-	return c.Rates[0]
-}
-
-func lastRate(c Config) int {
-	if len(c.Rates) == 0 {
-		return 0
-	}
-	return c.Rates[len(c.Rates)-1]
-}

@@ -37,7 +37,7 @@ help:
 	@echo 'make bench        benchmarks (tests/bench): relay vs the machine and a polling relay; writes docs/benchmarks.md'
 	@echo 'make reliability  the fault tests, once, writing what each fault costs to docs/reliability.md'
 	@echo 'make chaos        the whole system under a long seeded fault schedule (ORDERS, FAULTS, SEED); figures to docs/reliability.md'
-	@echo 'make lint         gofmt and go vet'
+	@echo 'make lint         gofmt, go vet, staticcheck and ShellCheck (installed on first use)'
 	@echo 'make services-up  install and start Postgres and RabbitMQ from Debian packages (root)'
 
 build:
@@ -67,7 +67,7 @@ RELAY_SUITE := ./cdc-relay/internal/relay/ ./cdc-relay/internal/admin/ ./cdc-rel
 test:
 	@$(WITH_SERVICES); \
 	set -x; \
-	$(GO) vet ./...; \
+	$(MAKE) --no-print-directory lint; \
 	$(GO) test -race -count=1 -timeout 20m ./...; \
 	$(MAKE) --no-print-directory fuzz; \
 	$(MAKE) --no-print-directory test-matrix
@@ -132,11 +132,10 @@ chaos:
 test-short:
 	$(GO) test -short ./...
 
+# gofmt, go vet, staticcheck and ShellCheck, the tools installed by the
+# script on first use (deploy/local/lint.sh); `make test` runs it first.
 lint:
-	@files="$$(git ls-files --cached --others --exclude-standard -- '*.go')"; \
-	bad="$$(gofmt -l $$files)"; \
-	if [[ -n "$$bad" ]]; then echo "gofmt needed on:"; echo "$$bad"; exit 1; fi
-	$(GO) vet ./...
+	GO=$(GO) bash deploy/local/lint.sh
 
 services-up:
 	bash deploy/local/ensure-services.sh

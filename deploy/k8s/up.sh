@@ -11,7 +11,9 @@
 # RabbitMQ Cluster Operator and a RabbitmqCluster; the five images built and
 # imported into the cluster; one `helm install` per service. order and
 # payment run their relay as a sidecar, stock as its own Deployment
-# (RELAY_MODE_STOCK), to show both modes.
+# (RELAY_MODE_STOCK), to show both modes. RABBITMQ_NODES=3 runs a three-node
+# RabbitMQ cluster (deploy/k8s/rabbitmq/rabbitmq-cluster.yaml) and quorum
+# queues (the chart's queueType) instead of one node and classic queues.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
@@ -20,6 +22,12 @@ CLUSTER=${CLUSTER:-saga}
 GATEWAY_API_VERSION=${GATEWAY_API_VERSION:-v1.2.1}
 RELAY_MODE_STOCK=${RELAY_MODE_STOCK:-deployment}
 TAG=${IMAGE_TAG:-dev}
+RABBITMQ_NODES=${RABBITMQ_NODES:-1}
+case "$RABBITMQ_NODES" in
+1) RABBITMQ_MANIFEST=$K8S/rabbitmq/rabbitmq.yaml QUEUE_TYPE=classic ;;
+3) RABBITMQ_MANIFEST=$K8S/rabbitmq/rabbitmq-cluster.yaml QUEUE_TYPE=quorum ;;
+*) echo "up.sh: RABBITMQ_NODES=$RABBITMQ_NODES: want 1 (classic queues) or 3 (a cluster, quorum queues)" >&2; exit 2 ;;
+esac
 
 for tool in docker k3d kubectl helm; do
 	command -v "$tool" >/dev/null 2>&1 || { echo "up.sh: $tool not found; install it first (see docs/deploy.md)" >&2; exit 1; }
@@ -42,10 +50,10 @@ helm repo add kong https://charts.konghq.com >/dev/null 2>&1 || true
 helm repo update kong >/dev/null
 helm upgrade --install kong kong/ingress -n kong --create-namespace -f "$K8S/kong/values.yaml" --wait --timeout 10m
 
-step "RabbitMQ"
+step "RabbitMQ ($RABBITMQ_NODES node(s), $QUEUE_TYPE queues)"
 kubectl apply -f https://github.com/rabbitmq/cluster-operator/releases/latest/download/cluster-operator.yml
 kubectl -n rabbitmq-system rollout status deploy/rabbitmq-cluster-operator --timeout=5m
-kubectl apply -f "$K8S/rabbitmq/rabbitmq.yaml"
+kubectl apply -f "$RABBITMQ_MANIFEST"
 until kubectl get statefulset rabbitmq-server >/dev/null 2>&1; do sleep 2; done
 kubectl rollout status statefulset/rabbitmq-server --timeout=10m
 
@@ -60,7 +68,7 @@ for svc in order stock payment; do
 	mode=sidecar
 	[[ "$svc" == stock ]] && mode=$RELAY_MODE_STOCK
 	helm upgrade --install "$svc" "$ROOT/deploy/helm/saga" -f "$K8S/services/$svc/values.yaml" \
-		--set relay.mode="$mode" --set image.tag="$TAG" --set relay.image.tag="$TAG" --wait --timeout 10m
+		--set relay.mode="$mode" --set queueType="$QUEUE_TYPE" --set image.tag="$TAG" --set relay.image.tag="$TAG" --wait --timeout 10m
 done
 helm upgrade --install dashboard "$ROOT/deploy/helm/dashboard" --set image.tag="$TAG" --wait --timeout 5m
 

@@ -446,3 +446,26 @@ func TestHelmLintStrict(t *testing.T) {
 		}
 	}
 }
+
+// queueType reaches the service as SAGA_QUEUE_TYPE: classic by default,
+// quorum for a RabbitMQ cluster, and nothing else renders.
+func TestHelmChartQueueType(t *testing.T) {
+	helm := helmBinary(t)
+	for _, tc := range []struct{ sets []string }{{nil}, {[]string{"queueType=quorum"}}, {[]string{"queueType=classic"}}} {
+		want := "classic"
+		if len(tc.sets) > 0 {
+			want = strings.TrimPrefix(tc.sets[0], "queueType=")
+		}
+		t.Run(want+fmt.Sprint(len(tc.sets)), func(t *testing.T) {
+			objs := render(t, helm, "stock", tc.sets...)
+			api := mustObj(t, objs, "Deployment/stock-deployment")
+			if got := envOf(t, objs, container(t, api, "stock"))["SAGA_QUEUE_TYPE"]; got != want {
+				t.Fatalf("SAGA_QUEUE_TYPE = %q, want %q", got, want)
+			}
+		})
+	}
+	_, err := renderErr(t, helm, "stock", "queueType=mirrored")
+	if err == nil || !strings.Contains(err.Error(), `queueType "mirrored"`) {
+		t.Fatalf("queueType=mirrored rendered, or failed without naming it: %v", err)
+	}
+}

@@ -161,6 +161,7 @@ func TestStaticManifestsAreStrictKubernetesObjects(t *testing.T) {
 	}{
 		{"kong/kong-gateway.yaml", []string{"GatewayClass/kong", "Gateway/kong"}},
 		{"rabbitmq/rabbitmq.yaml", []string{"RabbitmqCluster/rabbitmq"}},
+		{"rabbitmq/rabbitmq-cluster.yaml", []string{"RabbitmqCluster/rabbitmq"}},
 	} {
 		t.Run(tc.file, func(t *testing.T) {
 			b, err := os.ReadFile(filepath.Join(root, "deploy", "k8s", tc.file))
@@ -218,5 +219,34 @@ spec:
 	names, err := decodeStrict([]byte("---\n# Source: only comments\n---\n" + fmt.Sprintf(deployment, "")))
 	if err != nil || len(names) != 1 || names[0] != "Deployment/web" {
 		t.Fatalf("a good manifest: %v, %v", names, err)
+	}
+}
+
+// The cluster manifest runs three nodes behind the Service the chart's
+// amqp.url names; deploy/k8s/up.sh picks it with RABBITMQ_NODES=3 and
+// refuses any count but 1 and 3 before it touches a cluster.
+func TestRabbitMQClusterManifest(t *testing.T) {
+	root := repoRoot(t)
+	for file, replicas := range map[string]float64{"rabbitmq.yaml": 1, "rabbitmq-cluster.yaml": 3} {
+		b, err := os.ReadFile(filepath.Join(root, "deploy", "k8s", "rabbitmq", file))
+		if err != nil {
+			t.Fatal(err)
+		}
+		docs, err := decodeAll(b)
+		if err != nil || len(docs) != 1 {
+			t.Fatalf("%s: %d documents, %v", file, len(docs), err)
+		}
+		if got := docs[0].get("spec", "replicas"); fmt.Sprint(got) != fmt.Sprint(replicas) {
+			t.Errorf("%s: spec.replicas %v, want %v", file, got, replicas)
+		}
+		if name := docs[0].str("metadata", "name"); name != "rabbitmq" {
+			t.Errorf("%s: named %q, want rabbitmq (the host of the chart's amqp.url)", file, name)
+		}
+	}
+	for _, nodes := range []string{"2", "three", "0"} {
+		out, err := command(root, append(os.Environ(), "RABBITMQ_NODES="+nodes), "bash", "deploy/k8s/up.sh")
+		if code := exitCode(err); code != 2 || !strings.Contains(string(out), "RABBITMQ_NODES="+nodes+": want 1") {
+			t.Errorf("RABBITMQ_NODES=%s: exit %d, output:\n%s", nodes, code, out)
+		}
 	}
 }

@@ -56,6 +56,14 @@ app.kubernetes.io/component: {{ index . 1 }}
 {{- $mode -}}
 {{- end -}}
 
+{{- define "saga.queueType" -}}
+{{- $t := .Values.queueType | default "classic" -}}
+{{- if not (has $t (list "classic" "quorum")) -}}
+{{- fail (printf "queueType %q: want classic (one broker) or quorum (a RabbitMQ cluster)" $t) -}}
+{{- end -}}
+{{- $t -}}
+{{- end -}}
+
 {{/* An httpGet probe from a values block: path, periods, thresholds. */}}
 {{- define "saga.probe" -}}
 {{- $p := index . 0 -}}

@@ -218,6 +218,17 @@ slot at the WAL's end and no slot left behind. ` + "`SAGA_CHAOS_SEED`" + ` repla
 				faults, s.Duplicates["order"], s.Duplicates["stock"], s.Duplicates["payment"],
 				s.Settle.Round(time.Millisecond), s.Slowest.Round(time.Millisecond), s.Violations)
 		}
+		for _, s := range sagas {
+			placed := 0
+			for _, n := range s.Scenarios {
+				placed += n
+			}
+			if s.Orders > placed {
+				fmt.Fprintf(&b, "\nSeed %d holds %d orders for %d placed: the client retried a POST whose answer a fault cut "+
+					"after the order had committed, and POST /api/v1/orders/ takes no idempotency key, so the retry is a new "+
+					"order (which then ran its saga to a right end like any other).\n", s.Seed, s.Orders, placed)
+			}
+		}
 		b.WriteString("\nFaults per kind, by run:\n\n")
 		for _, s := range sagas {
 			kinds := make([]string, 0, len(s.Faults))

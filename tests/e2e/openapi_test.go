@@ -73,9 +73,10 @@ func closeObjects(sc *openapi3.Schema, seen map[*openapi3.Schema]bool) {
 // call sends one request and holds its answer to the document: the path
 // and method must be documented, and the status, headers and body must be
 // one of the operation's responses. It returns the status and body.
-func (c *contract) call(t *testing.T, method, url, body string) (int, []byte) {
+// header holds name, value pairs to send.
+func (c *contract) call(t *testing.T, method, url, body string, header ...string) (int, []byte) {
 	t.Helper()
-	req, resp, got := send(t, method, url, body)
+	req, resp, got := send(t, method, url, body, header...)
 	route, params, err := c.router.FindRoute(req)
 	require.NoError(t, err, "%s %s is not in docs/openapi.yaml", method, url)
 	in := &openapi3filter.RequestValidationInput{Request: req, PathParams: params, Route: route,
@@ -120,6 +121,18 @@ func checkResponses(t *testing.T, s *System) {
 	code, body := c.call(t, http.MethodPost, s.Order.URL+"/api/v1/orders/", `{"quantity": -1}`)
 	require.Equal(t, http.StatusBadRequest, code)
 	require.Contains(t, string(body), "customer_id")
+
+	// Idempotent creation: created, replayed, the key reused with other
+	// fields, a bad key.
+	key := "openapi-" + s.Exchange
+	for _, want := range []int{http.StatusCreated, http.StatusOK} {
+		code, body = c.call(t, http.MethodPost, s.Order.URL+"/api/v1/orders/", `{"customer_id": "8", "product_id": 2, "amount": "1", "quantity": 1}`, "Idempotency-Key", key)
+		require.Equal(t, want, code, "%s", body)
+	}
+	code, _ = c.call(t, http.MethodPost, s.Order.URL+"/api/v1/orders/", `{"customer_id": "8", "product_id": 2, "amount": "2", "quantity": 1}`, "Idempotency-Key", key)
+	require.Equal(t, http.StatusUnprocessableEntity, code)
+	code, _ = c.call(t, http.MethodPost, s.Order.URL+"/api/v1/orders/", `{"customer_id": "8", "product_id": 2, "amount": "2", "quantity": 1}`, "Idempotency-Key", "no spaces please")
+	require.Equal(t, http.StatusBadRequest, code)
 
 	// A method the path does not serve has no operation to route to: its
 	// answer is held to the Detail schema the document names for it.

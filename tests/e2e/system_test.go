@@ -293,11 +293,14 @@ func Do(t *testing.T, method, url, body string) (int, string) {
 
 // send sends a JSON request without following redirects and returns it,
 // its response and the response's body, read whole.
-func send(t *testing.T, method, url, body string) (*http.Request, *http.Response, []byte) {
+func send(t *testing.T, method, url, body string, header ...string) (*http.Request, *http.Response, []byte) {
 	t.Helper()
 	req, err := http.NewRequest(method, url, strings.NewReader(body))
 	require.NoError(t, err)
 	req.Header.Set("Content-Type", "application/json")
+	for i := 0; i+1 < len(header); i += 2 {
+		req.Header.Add(header[i], header[i+1])
+	}
 	client := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 	resp, err := client.Do(req)
 	require.NoError(t, err)

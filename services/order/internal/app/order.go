@@ -69,6 +69,35 @@ type NewOrder struct {
 	ProductID  string
 	Amount     string
 	Quantity   int
+	// IdempotencyKey is the request's Idempotency-Key header; "" for none.
+	IdempotencyKey string
+}
+
+// IdempotencyKeyHeader is the request header that makes POST idempotent:
+// a retry with the same key gets the order the first request created.
+const IdempotencyKeyHeader = "Idempotency-Key"
+
+// MaxIdempotencyKey is the longest key the orders table stores.
+const MaxIdempotencyKey = 255
+
+// CheckIdempotencyKey returns the field error for a key that is not 1 to
+// MaxIdempotencyKey visible ASCII characters, or "".
+func CheckIdempotencyKey(key string) string {
+	if key == "" || len(key) > MaxIdempotencyKey {
+		return fmt.Sprintf("Ensure this header has 1 to %d characters.", MaxIdempotencyKey)
+	}
+	for i := 0; i < len(key); i++ {
+		if key[i] < 0x21 || key[i] > 0x7e {
+			return "Use visible ASCII characters only (no spaces)."
+		}
+	}
+	return ""
+}
+
+// sameRequest reports whether an order created earlier under the same
+// idempotency key was asked for with the same fields as n.
+func (o Order) sameRequest(n NewOrder) bool {
+	return o.CustomerID == n.CustomerID && o.ProductID == n.ProductID && o.Amount == n.Amount && o.Quantity == n.Quantity
 }
 
 // Limits of the original demo's Django model (docs/origin.md):

@@ -14,9 +14,21 @@ import (
 // ErrNotFound is returned for an order id that does not exist.
 var ErrNotFound = errors.New("order not found")
 
+// KeyReusedError is returned when an idempotency key comes back with other
+// fields than the order it created.
+type KeyReusedError struct {
+	OrderID int64 // the order the key created
+}
+
+func (e *KeyReusedError) Error() string {
+	return fmt.Sprintf("idempotency key already used for order %d with other fields", e.OrderID)
+}
+
 // Store is the orders table, as the use cases need it.
 type Store interface {
-	Insert(ctx context.Context, tx pgx.Tx, n NewOrder) (Order, error)
+	// Insert inserts n; when an order with n's idempotency key exists, it
+	// inserts nothing and returns that order with created false.
+	Insert(ctx context.Context, tx pgx.Tx, n NewOrder) (o Order, created bool, err error)
 	GetForUpdate(ctx context.Context, tx pgx.Tx, id int64) (Order, error)
 	SetStatus(ctx context.Context, tx pgx.Tx, id int64, s Status) error
 	List(ctx context.Context) ([]Order, error)
@@ -48,20 +60,27 @@ type Message struct {
 // EventType is the AMQP type of Order's messages.
 const EventType = "order.status_changed"
 
-// Create inserts an order and its two outbox rows in one transaction.
-func (s Service) Create(ctx context.Context, n NewOrder) (Order, error) {
-	var o Order
-	err := pgx.BeginFunc(ctx, s.DB, func(tx pgx.Tx) error {
-		var err error
-		if o, err = s.Store.Insert(ctx, tx, n); err != nil {
+// Create inserts an order and its two outbox rows in one transaction. With
+// an idempotency key that already created an order, it writes nothing and
+// returns that order (in its current status) with created false, or a
+// *KeyReusedError when the fields differ.
+func (s Service) Create(ctx context.Context, n NewOrder) (o Order, created bool, err error) {
+	err = pgx.BeginFunc(ctx, s.DB, func(tx pgx.Tx) error {
+		if o, created, err = s.Store.Insert(ctx, tx, n); err != nil {
 			return err
+		}
+		if !created {
+			if !o.sameRequest(n) {
+				return &KeyReusedError{OrderID: o.OrderID}
+			}
+			return nil
 		}
 		return s.broadcast(ctx, tx, o)
 	})
 	if err != nil {
-		return Order{}, fmt.Errorf("create order: %w", err)
+		return Order{}, false, fmt.Errorf("create order: %w", err)
 	}
-	return o, nil
+	return o, created, nil
 }
 
 // List returns every order in insertion order.

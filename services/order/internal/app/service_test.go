@@ -3,6 +3,7 @@ package app
 import (
 	"context"
 	"errors"
+	"strings"
 	"testing"
 
 	"github.com/jackc/pgx/v5"
@@ -38,10 +39,14 @@ type fakeStore struct {
 	order                     Order
 	insertErr, getErr, setErr error
 	set                       []Status
+	existing                  *Order // the order an idempotency key already created
 }
 
-func (f *fakeStore) Insert(_ context.Context, _ pgx.Tx, n NewOrder) (Order, error) {
-	return Order{OrderID: 1, CustomerID: n.CustomerID, ProductID: n.ProductID, Amount: n.Amount, Quantity: n.Quantity, Status: StatusCreated}, f.insertErr
+func (f *fakeStore) Insert(_ context.Context, _ pgx.Tx, n NewOrder) (Order, bool, error) {
+	if f.existing != nil && n.IdempotencyKey != "" {
+		return *f.existing, false, f.insertErr
+	}
+	return Order{OrderID: 1, CustomerID: n.CustomerID, ProductID: n.ProductID, Amount: n.Amount, Quantity: n.Quantity, Status: StatusCreated}, true, f.insertErr
 }
 func (f *fakeStore) GetForUpdate(context.Context, pgx.Tx, int64) (Order, error) {
 	return f.order, f.getErr
@@ -55,13 +60,60 @@ func (f *fakeStore) List(context.Context) ([]Order, error) { return []Order{f.or
 func TestCreate(t *testing.T) {
 	tx := &fakeTx{}
 	s := Service{DB: fakeDB{tx: tx}, Store: &fakeStore{}, Outbox: platform.OutboxWriter{Exchange: "saga"}}
-	o, err := s.Create(context.Background(), NewOrder{CustomerID: "1", ProductID: "1", Amount: "1", Quantity: 1})
+	o, created, err := s.Create(context.Background(), NewOrder{CustomerID: "1", ProductID: "1", Amount: "1", Quantity: 1})
 	require.NoError(t, err)
+	assert.True(t, created)
 	assert.Equal(t, Order{OrderID: 1, CustomerID: "1", ProductID: "1", Amount: "1", Quantity: 1, Status: StatusCreated}, o)
 	assert.Equal(t, 2, tx.execs, "two outbox rows")
 	list, err := s.List(context.Background())
 	require.NoError(t, err)
 	assert.Len(t, list, 1)
+}
+
+// A key that already created an order: the same fields get that order back
+// and nothing is written; other fields are refused, and nothing is written.
+func TestCreateWithAKeyUsedBefore(t *testing.T) {
+	first := Order{OrderID: 7, CustomerID: "1", ProductID: "2", Amount: "3", Quantity: 4, Status: StatusReserved}
+	same := NewOrder{CustomerID: "1", ProductID: "2", Amount: "3", Quantity: 4, IdempotencyKey: "k"}
+	for _, tc := range []struct {
+		name    string
+		n       NewOrder
+		wantErr bool
+	}{
+		{"same fields", same, false},
+		{"other quantity", func() NewOrder { n := same; n.Quantity = 5; return n }(), true},
+		{"other amount", func() NewOrder { n := same; n.Amount = "30"; return n }(), true},
+		{"other customer", func() NewOrder { n := same; n.CustomerID = "9"; return n }(), true},
+		{"other product", func() NewOrder { n := same; n.ProductID = "9"; return n }(), true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			tx := &fakeTx{}
+			s := Service{DB: fakeDB{tx: tx}, Store: &fakeStore{existing: &first}, Outbox: platform.OutboxWriter{Exchange: "saga"}}
+			o, created, err := s.Create(context.Background(), tc.n)
+			assert.False(t, created)
+			assert.Zero(t, tx.execs, "no outbox row for a retry")
+			if tc.wantErr {
+				var reused *KeyReusedError
+				require.ErrorAs(t, err, &reused)
+				assert.Equal(t, int64(7), reused.OrderID)
+				assert.ErrorContains(t, err, "idempotency key already used for order 7")
+				return
+			}
+			require.NoError(t, err)
+			assert.Equal(t, first, o, "the first order, in its current status")
+		})
+	}
+}
+
+func TestCheckIdempotencyKey(t *testing.T) {
+	for key, ok := range map[string]bool{
+		"a": true, "7f9c2ba4-e88f-11e4-a5d4-3c075410d5e6": true, "order:42/try=1": true, strings.Repeat("k", MaxIdempotencyKey): true,
+		"": false, strings.Repeat("k", MaxIdempotencyKey+1): false, "has space": false, "tab\t": false, "é": false, "nul\x00": false,
+	} {
+		if msg := CheckIdempotencyKey(key); (msg == "") != ok {
+			t.Errorf("CheckIdempotencyKey(%q) = %q, want ok=%v", key, msg, ok)
+		}
+	}
 }
 
 func TestCreateErrors(t *testing.T) {
@@ -70,7 +122,7 @@ func TestCreateErrors(t *testing.T) {
 		"insert": {DB: fakeDB{tx: &fakeTx{}}, Store: &fakeStore{insertErr: errors.New("no conn")}},
 		"outbox": {DB: fakeDB{tx: &fakeTx{execErr: errors.New("no conn")}}, Store: &fakeStore{}},
 	} {
-		_, err := s.Create(context.Background(), NewOrder{})
+		_, _, err := s.Create(context.Background(), NewOrder{})
 		assert.ErrorContains(t, err, "create order: ", name)
 		assert.ErrorContains(t, err, "no conn", name)
 	}

@@ -5,6 +5,7 @@ package httpapi
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
 
@@ -16,7 +17,7 @@ import (
 
 // Orders is what the handlers need of the order use cases.
 type Orders interface {
-	Create(ctx context.Context, n app.NewOrder) (app.Order, error)
+	Create(ctx context.Context, n app.NewOrder) (o app.Order, created bool, err error)
 	List(ctx context.Context) ([]app.Order, error)
 }
 
@@ -35,6 +36,17 @@ type handlers struct {
 }
 
 func (h handlers) create(c *gin.Context) {
+	var key string
+	if keys := c.Request.Header.Values(app.IdempotencyKeyHeader); len(keys) > 0 {
+		msg := "Send this header once."
+		if len(keys) == 1 {
+			key, msg = keys[0], app.CheckIdempotencyKey(keys[0])
+		}
+		if msg != "" {
+			c.JSON(http.StatusBadRequest, platform.FieldErrors{app.IdempotencyKeyHeader: {msg}})
+			return
+		}
+	}
 	body, err := platform.ReadObject(c.Request)
 	var bad *platform.BadRequest
 	if errors.As(err, &bad) {
@@ -46,10 +58,20 @@ func (h handlers) create(c *gin.Context) {
 		c.JSON(http.StatusBadRequest, fieldErrs)
 		return
 	}
-	o, err := h.orders.Create(c.Request.Context(), n)
-	if err != nil {
+	n.IdempotencyKey = key
+	o, created, err := h.orders.Create(c.Request.Context(), n)
+	var reused *app.KeyReusedError
+	switch {
+	case errors.As(err, &reused):
+		c.JSON(http.StatusUnprocessableEntity, platform.FieldErrors{app.IdempotencyKeyHeader: {
+			fmt.Sprintf("Already used for order %d, with other fields.", reused.OrderID)}})
+	case err != nil:
 		platform.ServerError(c, h.logger, err)
-		return
+	case !created:
+		// A retry: the order the key created, as it stands now.
+		c.Header("Idempotent-Replayed", "true")
+		c.JSON(http.StatusOK, o)
+	default:
+		c.JSON(http.StatusCreated, o)
 	}
-	c.JSON(http.StatusCreated, o)
 }

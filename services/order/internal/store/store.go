@@ -26,14 +26,25 @@ func scan(row pgx.Row) (app.Order, error) {
 	return o, err
 }
 
-// Insert inserts a new order in status created.
-func (Store) Insert(ctx context.Context, tx pgx.Tx, n app.NewOrder) (app.Order, error) {
-	o, err := scan(tx.QueryRow(ctx, `INSERT INTO orders (customer_id, product_id, amount, quantity, status)
-		VALUES ($1, $2, $3, $4, 'created') RETURNING `+columns, n.CustomerID, n.ProductID, n.Amount, n.Quantity))
-	if err != nil {
-		return app.Order{}, fmt.Errorf("insert order: %w", err)
+// Insert inserts a new order in status created, unless an order with its
+// idempotency key exists: then it returns that one, created false. ON
+// CONFLICT waits for a concurrent insert of the same key to commit, and the
+// SELECT after it, a statement of its own, sees that row.
+func (Store) Insert(ctx context.Context, tx pgx.Tx, n app.NewOrder) (app.Order, bool, error) {
+	o, err := scan(tx.QueryRow(ctx, `INSERT INTO orders (customer_id, product_id, amount, quantity, status, idempotency_key)
+		VALUES ($1, $2, $3, $4, 'created', NULLIF($5, '')) ON CONFLICT (idempotency_key) DO NOTHING RETURNING `+columns,
+		n.CustomerID, n.ProductID, n.Amount, n.Quantity, n.IdempotencyKey))
+	if err == nil {
+		return o, true, nil
 	}
-	return o, nil
+	if !errors.Is(err, pgx.ErrNoRows) || n.IdempotencyKey == "" {
+		return app.Order{}, false, fmt.Errorf("insert order: %w", err)
+	}
+	o, err = scan(tx.QueryRow(ctx, `SELECT `+columns+` FROM orders WHERE idempotency_key = $1`, n.IdempotencyKey))
+	if err != nil {
+		return app.Order{}, false, fmt.Errorf("select the order of idempotency key %q: %w", n.IdempotencyKey, err)
+	}
+	return o, false, nil
 }
 
 // List returns every order in insertion order.

@@ -311,20 +311,23 @@ func (p *placer) draw() (Scenario, string, int, int) {
 }
 
 // post places one order, retrying while the order service or the gateway
-// is down (a fault), for up to two minutes.
+// is down (a fault), for up to two minutes. Every try carries the same
+// Idempotency-Key, as a careful client's would: a retry of a POST whose
+// answer a fault cut after the order committed gets that order back.
 func (p *placer) post(ctx context.Context, customer, product string, qty, amount int) error {
 	body, _ := json.Marshal(map[string]any{"customer_id": customer, "product_id": product, "amount": amount, "quantity": qty})
 	deadline := time.Now().Add(2 * time.Minute)
 	for {
 		req, _ := http.NewRequestWithContext(ctx, http.MethodPost, p.gateway+"/order/api/v1/orders/", bytes.NewReader(body))
 		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("Idempotency-Key", "chaos-"+customer)
 		resp, err := p.client.Do(req)
 		if err == nil {
 			b, _ := io.ReadAll(resp.Body)
 			resp.Body.Close()
 			switch {
-			case resp.StatusCode == http.StatusCreated:
-				return nil
+			case resp.StatusCode == http.StatusCreated, resp.StatusCode == http.StatusOK:
+				return nil // 200: a retry, answered with the order the first try created
 			case resp.StatusCode < 500:
 				return fmt.Errorf("POST order of %s: %s %s", customer, resp.Status, b)
 			}

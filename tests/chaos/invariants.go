@@ -133,6 +133,27 @@ func Check(s State) []Violation {
 	}
 	orders := map[string]Order{}
 
+	// Each order placed is one order: the placer's retries carry an
+	// Idempotency-Key, so a POST retried after its answer was lost must not
+	// make a second one.
+	perCustomer := map[string]int{}
+	for _, o := range s.Orders {
+		perCustomer[o.CustomerID]++
+	}
+	customers := make([]string, 0, len(s.Scenarios))
+	for c := range s.Scenarios {
+		customers = append(customers, c)
+	}
+	sort.Strings(customers)
+	for _, c := range customers {
+		switch n := perCustomer[c]; {
+		case n == 0:
+			bad("once", "the order of customer %s was placed and is not in the orders table", c)
+		case n > 1:
+			bad("once", "customer %s placed one order and has %d", c, n)
+		}
+	}
+
 	for _, o := range s.Orders {
 		orders[o.ID] = o
 		sc, known := s.Scenarios[o.CustomerID]

@@ -52,6 +52,11 @@ func TestEachInvariantCatchesItsBreak(t *testing.T) {
 			"terminal", "order 1 (confirm) is reserved, want payment_confirmed"},
 		{"an order the run never placed", func(s *State) { s.Orders[2].CustomerID = "stranger" },
 			"terminal", "not placed by the run"},
+		{"a retried POST made a second order", func(s *State) {
+			dup := s.Orders[0]
+			dup.ID = "99"
+			s.Orders = append(s.Orders, dup)
+		}, "once", "customer c1 placed one order and has 2"},
 		{"a denied order confirmed", func(s *State) { s.Orders[1].Status = PaymentConfirmed },
 			"terminal", "order 2 (denied) is payment_confirmed"},
 		{"reservation behind its order", func(s *State) { s.Reservations[0].Status = "reserved" },

@@ -199,7 +199,8 @@ gateway (about 60 % that should confirm, 20 % denied payment, 20 % out of stock,
 one of them short), and meanwhile a seeded schedule SIGKILLs and SIGTERMs each service and each
 relay (restarted after a random delay by ` + "`demo.sh up`" + `), restarts the broker and Postgres, cuts
 one relay's broker connection and stalls a service (SIGSTOP) for longer than its prefetch. Once
-the system settles it checks every invariant: each order in an end state its scenario allows,
+the system settles it checks every invariant: each order placed is one order (the placer's
+retries carry an Idempotency-Key), each in an end state its scenario allows,
 its reservation and payment agreeing, stock conserved and never negative, at most one payment and
 only for a reserved order, every outbox message in its consumer's inbox, no dead letters, every
 slot at the WAL's end and no slot left behind. ` + "`SAGA_CHAOS_SEED`" + ` replays a run.
@@ -217,17 +218,6 @@ slot at the WAL's end and no slot left behind. ` + "`SAGA_CHAOS_SEED`" + ` repla
 				s.Outcomes["payment_confirmed"], s.Outcomes["payment_denied"], s.Outcomes["not_reserved"],
 				faults, s.Duplicates["order"], s.Duplicates["stock"], s.Duplicates["payment"],
 				s.Settle.Round(time.Millisecond), s.Slowest.Round(time.Millisecond), s.Violations)
-		}
-		for _, s := range sagas {
-			placed := 0
-			for _, n := range s.Scenarios {
-				placed += n
-			}
-			if s.Orders > placed {
-				fmt.Fprintf(&b, "\nSeed %d holds %d orders for %d placed: the client retried a POST whose answer a fault cut "+
-					"after the order had committed, and POST /api/v1/orders/ takes no idempotency key, so the retry is a new "+
-					"order (which then ran its saga to a right end like any other).\n", s.Seed, s.Orders, placed)
-			}
 		}
 		b.WriteString("\nFaults per kind, by run:\n\n")
 		for _, s := range sagas {

@@ -2,8 +2,10 @@ package deploy
 
 import (
 	"fmt"
+	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 )
 
@@ -79,5 +81,49 @@ func TestHelmDashboardChart(t *testing.T) {
 	if b := route.str("spec", "rules", 0, "backendRefs", 0, "name"); b != "dashboard-service" ||
 		route.str("spec", "rules", 0, "backendRefs", 0, "port") != port {
 		t.Errorf("HTTPRoute backend %v", route.get("spec", "rules", 0, "backendRefs"))
+	}
+}
+
+// grafanaDashboard.enabled renders the relay's Grafana dashboard, the very
+// file under deploy/grafana, in a ConfigMap the Grafana chart's sidecar
+// loads by its label; off by default.
+func TestHelmDashboardChartGrafanaConfigMap(t *testing.T) {
+	helm := helmBinary(t)
+	chart := filepath.Join(repoRoot(t), "deploy", "helm", "dashboard")
+	off, err := exec.Command(helm, "template", "dashboard", chart).CombinedOutput()
+	if err != nil {
+		t.Fatalf("helm template: %v\n%s", err, off)
+	}
+	if strings.Contains(string(off), "cdc-relay-grafana-dashboard") {
+		t.Error("the Grafana ConfigMap renders by default")
+	}
+	out, err := exec.Command(helm, "template", "dashboard", chart, "--set", "grafanaDashboard.enabled=true").CombinedOutput()
+	if err != nil {
+		t.Fatalf("helm template: %v\n%s", err, out)
+	}
+	docs, err := decodeAll(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var cm obj
+	for _, d := range docs {
+		if d.str("kind") == "ConfigMap" && d.str("metadata", "name") == "cdc-relay-grafana-dashboard" {
+			cm = d
+		}
+	}
+	if cm == nil {
+		t.Fatalf("no ConfigMap cdc-relay-grafana-dashboard in:\n%s", out)
+	}
+	if got := cm.str("metadata", "labels", "grafana_dashboard"); got != "1" {
+		t.Errorf("label grafana_dashboard = %q, want \"1\"", got)
+	}
+	want, err := os.ReadFile(filepath.Join(repoRoot(t), "deploy", "grafana", "cdc-relay-dashboard.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := cm.str("data", "cdc-relay-dashboard.json"); got != strings.TrimRight(string(want), "\n") {
+		t.Errorf("the ConfigMap's dashboard differs from deploy/grafana/cdc-relay-dashboard.json (%d bytes, want %d): "+
+			"the chart holds a copy (helm reads no file outside the chart and warns on a symlink): "+
+			"cp deploy/grafana/cdc-relay-dashboard.json deploy/helm/dashboard/files/", len(got), len(want))
 	}
 }

@@ -130,6 +130,7 @@ func TestChartsRenderStrictKubernetesObjects(t *testing.T) {
 	dashboard := filepath.Join(root, "deploy", "helm", "dashboard")
 	renders = append(renders,
 		render{"dashboard", "dashboard", []string{"template", "dashboard", dashboard}, []string{"Deployment/dashboard-deployment", "HTTPRoute/dashboard-http-route"}},
+		render{"dashboard/grafana", "dashboard", []string{"template", "dashboard", dashboard, "--set", "grafanaDashboard.enabled=true"}, []string{"ConfigMap/cdc-relay-grafana-dashboard"}},
 		render{"dashboard/no route", "dashboard", []string{"template", "dashboard", dashboard, "--set", "httpRoute.enabled=false"}, []string{"Deployment/dashboard-deployment"}},
 	)
 	for _, r := range renders {

@@ -15,7 +15,8 @@ const promtoolVersion = "v0.316.0"
 
 // The relay's alert rules are what Prometheus accepts (promtool check
 // rules), and each alert fires on the series that should fire it and not on
-// a healthy relay (promtool test rules). The metric names they use are
+// a healthy relay (promtool test rules); the compose demo's Prometheus
+// config is one Prometheus loads (promtool check config). The metric names they use are
 // checked against the relay's exports in cdc-relay/internal/metrics.
 func TestPrometheusRules(t *testing.T) {
 	promtool := toolBinary(t, "promtool", "SAGA_PROMTOOL", "github.com/prometheus/prometheus/cmd/promtool", promtoolVersion)
@@ -23,6 +24,9 @@ func TestPrometheusRules(t *testing.T) {
 	for _, args := range [][]string{
 		{"check", "rules", "cdc-relay-rules.yaml"},
 		{"test", "rules", "cdc-relay-rules.test.yaml"},
+		// The compose demo's Prometheus (its observability profile); this
+		// checks the rule files it names too.
+		{"check", "config", "prometheus.yml"},
 	} {
 		cmd := exec.Command(promtool, args...)
 		cmd.Dir = dir

@@ -36,7 +36,6 @@ func TestRenderMergesAndSortsTheFigures(t *testing.T) {
 	assert.Contains(t, s, "| 9 | 300 (180 / 60 / 60) | 0 / 0 / 70 | 3 |", "the short chaos run")
 	assert.Contains(t, s, "| 7 | 3000 (1800 / 0 / 0) | 1700 / 0 / 0 | 2 | 0 / 4 / 0 | 2s | 9s | 0 |", "the long run kept: the new run was short")
 
-
 	kept, err := os.ReadFile(figures)
 	require.NoError(t, err)
 	assert.Equal(t, 4, strings.Count(string(kept), "\n"), "the figures file keeps the long run and the new lines")

@@ -1,7 +1,9 @@
 package deploy
 
 import (
+	"context"
 	"fmt"
+	"maps"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -9,6 +11,9 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/compose-spec/compose-go/v2/cli"
+	"github.com/compose-spec/compose-go/v2/types"
 )
 
 // requiredEnv is what each kind of container must be given: the variables
@@ -22,42 +27,51 @@ var requiredEnv = map[string][]string{
 }
 
 // kind tells a compose service's role from its build target and command.
-func kind(s obj) string {
-	target := s.str("build", "target")
+func kind(s types.ServiceConfig) string {
+	var target string
+	if s.Build != nil {
+		target = s.Build.Target
+	}
 	switch {
 	case target == "cdc-relay":
 		return "relay"
 	case target == "order" || target == "stock" || target == "payment":
-		if s.str("command", 0) == "migrate" {
+		if len(s.Command) > 0 && s.Command[0] == "migrate" {
 			return "migrate"
 		}
 		return "service"
-	case strings.HasPrefix(s.str("image"), "postgres:"):
+	case strings.HasPrefix(s.Image, "postgres:"):
 		return "postgres"
 	}
 	return "other"
 }
 
-func loadCompose(t *testing.T) (root string, services map[string]obj) {
+// loadCompose loads compose.yaml with every profile on (see loadProject).
+func loadCompose(t *testing.T) (root string, services types.Services) {
 	t.Helper()
-	root = repoRoot(t)
-	data, err := os.ReadFile(filepath.Join(root, "deploy", "compose", "compose.yaml"))
+	return repoRoot(t), loadProject(t, "*").Services
+}
+
+// loadProject loads compose.yaml with compose-go, the library docker
+// compose uses (schema, anchors, merges, interpolation, paths resolved
+// against deploy/compose), with the given profiles on.
+func loadProject(t *testing.T, profiles ...string) *types.Project {
+	t.Helper()
+	dir := filepath.Join(repoRoot(t), "deploy", "compose")
+	opts, err := cli.NewProjectOptions([]string{filepath.Join(dir, "compose.yaml")},
+		cli.WithName("saga"), cli.WithWorkingDirectory(dir), cli.WithOsEnv, cli.WithInterpolation(true),
+		cli.WithResolvedPaths(true), cli.WithProfiles(profiles))
 	if err != nil {
 		t.Fatal(err)
 	}
-	docs, err := decodeAll(data)
-	if err != nil || len(docs) != 1 {
-		t.Fatalf("compose.yaml: %d documents, %v", len(docs), err)
+	project, err := opts.LoadProject(context.Background())
+	if err != nil {
+		t.Fatalf("compose-go refuses deploy/compose/compose.yaml with profiles %v: %v", profiles, err)
 	}
-	services = map[string]obj{}
-	for _, name := range keys(docs[0].get("services")) {
-		m, _ := asMap(docs[0].get("services", name))
-		services[name] = obj(m)
-	}
-	if len(services) == 0 {
+	if len(project.Services) == 0 {
 		t.Fatal("compose.yaml has no services")
 	}
-	return root, services
+	return project
 }
 
 func keys(v any) []string {
@@ -70,23 +84,28 @@ func keys(v any) []string {
 	return out
 }
 
-// envMap reads environment as a mapping or a list of NAME=value.
-func envMap(s obj) map[string]string {
-	if m := s.strMap("environment"); m != nil {
-		return m
-	}
+// envMap is a service's environment after interpolation.
+func envMap(s types.ServiceConfig) map[string]string {
 	out := map[string]string{}
-	for _, v := range s.list("environment") {
-		k, val, _ := strings.Cut(fmt.Sprint(v), "=")
-		out[k] = val
+	for k, v := range s.Environment {
+		if v != nil {
+			out[k] = *v
+		}
 	}
 	return out
 }
 
+func healthTest(s types.ServiceConfig) string {
+	if s.HealthCheck == nil {
+		return ""
+	}
+	return strings.Join(s.HealthCheck.Test, " ")
+}
+
 func TestComposeServicesHaveTheirEnvironmentAndDependencies(t *testing.T) {
-	root, services := loadCompose(t)
+	_, services := loadCompose(t)
 	counts := map[string]int{}
-	for _, name := range keys(map[string]any(toAny(services))) {
+	for _, name := range slices.Sorted(maps.Keys(services)) {
 		s := services[name]
 		k := kind(s)
 		counts[k]++
@@ -99,73 +118,71 @@ func TestComposeServicesHaveTheirEnvironmentAndDependencies(t *testing.T) {
 
 		// depends_on: every target exists, and the condition is one its
 		// target can meet.
-		deps, _ := asMap(s.get("depends_on"))
-		if deps == nil && len(s.list("depends_on")) > 0 {
-			t.Errorf("%s: depends_on is a list; use the long form with conditions", name)
-		}
-		for dep := range deps {
+		for dep, d := range s.DependsOn {
 			target, ok := services[dep]
 			if !ok {
 				t.Errorf("%s depends on %s, which is not a service", name, dep)
 				continue
 			}
-			cond := s.str("depends_on", dep, "condition")
-			switch cond {
-			case "service_healthy":
-				if target.get("healthcheck", "test") == nil {
+			switch d.Condition {
+			case types.ServiceConditionHealthy:
+				if healthTest(target) == "" {
 					t.Errorf("%s waits for %s to be healthy, which has no healthcheck", name, dep)
 				}
-			case "service_completed_successfully":
-				if r := target.str("restart"); r != "no" && r != "" {
+			case types.ServiceConditionCompletedSuccessfully:
+				if r := target.Restart; r != "no" && r != "" {
 					t.Errorf("%s waits for %s to complete, which restarts (%s)", name, dep, r)
 				}
-			case "service_started":
+			case types.ServiceConditionStarted:
 			default:
-				t.Errorf("%s depends on %s with condition %q", name, dep, cond)
+				t.Errorf("%s depends on %s with condition %q", name, dep, d.Condition)
 			}
 		}
 
 		// Build: the Dockerfile and its target stage exist.
-		if df := s.str("build", "dockerfile"); df != "" {
-			ctx := filepath.Join(root, "deploy", "compose", s.str("build", "context"))
-			b, err := os.ReadFile(filepath.Join(ctx, df))
+		if s.Build != nil && s.Build.Dockerfile != "" {
+			df := s.Build.Dockerfile
+			if !filepath.IsAbs(df) {
+				df = filepath.Join(s.Build.Context, df)
+			}
+			b, err := os.ReadFile(df)
 			if err != nil {
 				t.Errorf("%s: %v", name, err)
-			} else if target := s.str("build", "target"); target != "" &&
+			} else if target := s.Build.Target; target != "" &&
 				!regexp.MustCompile(`(?mi)^FROM\s+\S+\s+AS\s+`+regexp.QuoteMeta(target)+`\s*$`).Match(b) {
 				t.Errorf("%s: %s has no stage %q", name, df, target)
 			}
 		}
 		// Bind mounts exist.
-		for _, v := range s.list("volumes") {
-			src, _, _ := strings.Cut(fmt.Sprint(v), ":")
-			if strings.HasPrefix(src, ".") {
-				if _, err := os.Stat(filepath.Join(root, "deploy", "compose", src)); err != nil {
-					t.Errorf("%s mounts %s: %v", name, src, err)
-				}
+		for _, v := range s.Volumes {
+			if v.Type != types.VolumeTypeBind {
+				continue
+			}
+			if _, err := os.Stat(v.Source); err != nil {
+				t.Errorf("%s mounts %s: %v", name, v.Source, err)
 			}
 		}
 
 		switch k {
 		case "postgres":
-			if cmd := fmt.Sprint(s.get("command")); !strings.Contains(cmd, "wal_level=logical") {
+			if cmd := strings.Join(s.Command, " "); !strings.Contains(cmd, "wal_level=logical") {
 				t.Errorf("%s: command %s lacks wal_level=logical", name, cmd)
 			}
-			if s.get("healthcheck", "test") == nil {
+			if healthTest(s) == "" {
 				t.Errorf("%s has no healthcheck", name)
 			}
 		case "service", "migrate":
 			checkDatabaseURL(t, services, name, env["DATABASE_URL"])
-			checkDep(t, s, name, hostOf(env["DATABASE_URL"]), "service_healthy")
+			checkDep(t, s, name, hostOf(env["DATABASE_URL"]), types.ServiceConditionHealthy)
 			if k == "service" {
-				checkDep(t, s, name, "rabbitmq", "service_healthy")
-				checkDep(t, s, name, name+"-migrate", "service_completed_successfully")
+				checkDep(t, s, name, "rabbitmq", types.ServiceConditionHealthy)
+				checkDep(t, s, name, name+"-migrate", types.ServiceConditionCompletedSuccessfully)
 				checkListen(t, s, name, env["HTTP_ADDR"])
 			}
 		case "relay":
 			checkDatabaseURL(t, services, name, env["CDC_RELAY_DATABASE_URL"])
-			checkDep(t, s, name, hostOf(env["CDC_RELAY_DATABASE_URL"]), "service_healthy")
-			checkDep(t, s, name, "rabbitmq", "service_healthy")
+			checkDep(t, s, name, hostOf(env["CDC_RELAY_DATABASE_URL"]), types.ServiceConditionHealthy)
+			checkDep(t, s, name, "rabbitmq", types.ServiceConditionHealthy)
 			checkListen(t, s, name, env["CDC_RELAY_HTTP_ADDR"])
 		}
 	}
@@ -175,10 +192,10 @@ func TestComposeServicesHaveTheirEnvironmentAndDependencies(t *testing.T) {
 			t.Errorf("%d %s containers, want %d", counts[k], k, n)
 		}
 	}
-	if !strings.Contains(services["rabbitmq"].str("image"), "management") {
-		t.Errorf("rabbitmq image %q is not a management image", services["rabbitmq"].str("image"))
+	if !strings.Contains(services["rabbitmq"].Image, "management") {
+		t.Errorf("rabbitmq image %q is not a management image", services["rabbitmq"].Image)
 	}
-	if services["kong"].str("environment", "KONG_DATABASE") != "off" {
+	if envMap(services["kong"])["KONG_DATABASE"] != "off" {
 		t.Error("kong is not DB-less (KONG_DATABASE=off)")
 	}
 
@@ -216,7 +233,7 @@ func hostOf(raw string) string {
 
 // checkDatabaseURL: the URL names a Postgres service of this file with the
 // same database, user and password.
-func checkDatabaseURL(t *testing.T, services map[string]obj, name, raw string) {
+func checkDatabaseURL(t *testing.T, services types.Services, name, raw string) {
 	t.Helper()
 	u, err := url.Parse(raw)
 	if err != nil {
@@ -235,29 +252,28 @@ func checkDatabaseURL(t *testing.T, services map[string]obj, name, raw string) {
 	}
 }
 
-func checkDep(t *testing.T, s obj, name, dep, cond string) {
+func checkDep(t *testing.T, s types.ServiceConfig, name, dep, cond string) {
 	t.Helper()
-	if got := s.str("depends_on", dep, "condition"); got != cond {
+	if got := s.DependsOn[dep].Condition; got != cond {
 		t.Errorf("%s: depends_on %s condition = %q, want %s", name, dep, got, cond)
 	}
 }
 
 // checkListen: the healthcheck probes the port the process listens on, and
 // a published port maps to it.
-func checkListen(t *testing.T, s obj, name, addr string) {
+func checkListen(t *testing.T, s types.ServiceConfig, name, addr string) {
 	t.Helper()
 	_, port, ok := strings.Cut(addr, ":")
 	if !ok || port == "" {
 		t.Errorf("%s: listen address %q has no port", name, addr)
 		return
 	}
-	test := fmt.Sprint(s.get("healthcheck", "test"))
-	if !strings.Contains(test, ":"+port+"/readyz") {
+	if test := healthTest(s); !strings.Contains(test, ":"+port+"/readyz") {
 		t.Errorf("%s: healthcheck %s does not probe :%s/readyz", name, test, port)
 	}
 	published := false
-	for _, p := range s.list("ports") {
-		if strings.HasSuffix(fmt.Sprint(p), ":"+port) {
+	for _, p := range s.Ports {
+		if fmt.Sprint(p.Target) == port && p.Published != "" {
 			published = true
 		}
 	}
@@ -314,8 +330,14 @@ func TestKongConfigMatchesCompose(t *testing.T) {
 		plugins[0].str("config", "max_age") != "3600" || fmt.Sprint(plugins[0].get("config", "methods")) != "[GET POST]" {
 		t.Errorf("kong.yaml plugins = %v, want the global cors plugin", kong.get("plugins"))
 	}
-	if !slices.Contains(services["kong"].list("volumes"), any("../kong/kong.yaml:/opt/kong/kong.yaml:ro")) {
-		t.Errorf("kong does not mount deploy/kong/kong.yaml: %v", services["kong"].list("volumes"))
+	mounted := false
+	for _, v := range services["kong"].Volumes {
+		if v.Source == filepath.Join(root, "deploy", "kong", "kong.yaml") && v.Target == "/opt/kong/kong.yaml" && v.ReadOnly {
+			mounted = true
+		}
+	}
+	if !mounted {
+		t.Errorf("kong does not mount deploy/kong/kong.yaml read-only: %+v", services["kong"].Volumes)
 	}
 }
 
@@ -327,12 +349,12 @@ func TestComposeDashboard(t *testing.T) {
 	if !ok {
 		t.Fatal("compose.yaml has no dashboard service")
 	}
-	if d.str("build", "target") != "dashboard" {
-		t.Errorf("dashboard builds target %q", d.str("build", "target"))
+	if d.Build == nil || d.Build.Target != "dashboard" {
+		t.Errorf("dashboard builds %+v, want target dashboard", d.Build)
 	}
 	_, port, _ := strings.Cut(envMap(d)["DASHBOARD_ADDR"], ":")
-	if port == "" || !strings.Contains(fmt.Sprint(d.get("healthcheck", "test")), "127.0.0.1:"+port+"/") {
-		t.Errorf("dashboard: DASHBOARD_ADDR port %q, healthcheck %v", port, d.get("healthcheck", "test"))
+	if port == "" || !strings.Contains(healthTest(d), "127.0.0.1:"+port+"/") {
+		t.Errorf("dashboard: DASHBOARD_ADDR port %q, healthcheck %s", port, healthTest(d))
 	}
 	checkDep(t, services["kong"], "kong", "dashboard", "service_healthy")
 }

@@ -2,12 +2,10 @@ package deploy
 
 import (
 	"bytes"
-	"context"
 	"os"
 	"path/filepath"
 	"testing"
 
-	"github.com/compose-spec/compose-go/v2/cli"
 	"github.com/compose-spec/compose-go/v2/types"
 	"go.yaml.in/yaml/v3"
 )
@@ -18,16 +16,7 @@ import (
 // start order it gives is the one the relays need: each after its
 // database, the broker, its migrations and its service.
 func TestComposeLoadsWithComposeGo(t *testing.T) {
-	dir := filepath.Join(repoRoot(t), "deploy", "compose")
-	opts, err := cli.NewProjectOptions([]string{filepath.Join(dir, "compose.yaml")},
-		cli.WithName("saga"), cli.WithWorkingDirectory(dir), cli.WithOsEnv, cli.WithInterpolation(true), cli.WithResolvedPaths(true))
-	if err != nil {
-		t.Fatal(err)
-	}
-	project, err := opts.LoadProject(context.Background())
-	if err != nil {
-		t.Fatalf("compose-go refuses deploy/compose/compose.yaml: %v", err)
-	}
+	project := loadProject(t)
 	conditions := map[string]bool{types.ServiceConditionHealthy: true, types.ServiceConditionCompletedSuccessfully: true, types.ServiceConditionStarted: true}
 	for name, s := range project.Services {
 		for dep, d := range s.DependsOn {
@@ -79,20 +68,7 @@ func TestComposeLoadsWithComposeGo(t *testing.T) {
 // on, Grafana's data source the compose Prometheus, and its dashboard
 // provider reading the folder the dashboard is mounted in.
 func TestComposeObservabilityProfile(t *testing.T) {
-	dir := filepath.Join(repoRoot(t), "deploy", "compose")
-	load := func(profiles ...string) *types.Project {
-		opts, err := cli.NewProjectOptions([]string{filepath.Join(dir, "compose.yaml")},
-			cli.WithName("saga"), cli.WithWorkingDirectory(dir), cli.WithOsEnv, cli.WithInterpolation(true),
-			cli.WithResolvedPaths(true), cli.WithProfiles(profiles))
-		if err != nil {
-			t.Fatal(err)
-		}
-		p, err := opts.LoadProject(context.Background())
-		if err != nil {
-			t.Fatalf("compose-go refuses compose.yaml with profiles %v: %v", profiles, err)
-		}
-		return p
-	}
+	load := func(profiles ...string) *types.Project { return loadProject(t, profiles...) }
 	for _, name := range []string{"prometheus", "grafana"} {
 		if _, on := load().Services[name]; on {
 			t.Errorf("%s runs without the observability profile", name)

@@ -31,8 +31,8 @@ func KongCORS() CORS {
 	return CORS{
 		Enabled:        true,
 		Methods:        []string{"GET", "POST"},
-		Headers:        []string{"Accept", "Accept-Version", "Content-Length", "Content-MD5", "Content-Type", "Date", "X-Auth-Token"},
-		ExposedHeaders: []string{"X-Auth-Token"},
+		Headers:        []string{"Accept", "Accept-Version", "Content-Length", "Content-MD5", "Content-Type", "Date", "Idempotency-Key", "X-Auth-Token"},
+		ExposedHeaders: []string{"Idempotent-Replayed", "X-Auth-Token"},
 		Credentials:    true,
 		MaxAge:         3600,
 	}

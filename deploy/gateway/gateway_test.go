@@ -142,7 +142,7 @@ func TestCORSPreflightLikeKong(t *testing.T) {
 		"Access-Control-Allow-Origin":      "http://localhost:3000",
 		"Access-Control-Allow-Credentials": "true",
 		"Access-Control-Allow-Methods":     "GET,POST",
-		"Access-Control-Allow-Headers":     "Accept,Accept-Version,Content-Length,Content-MD5,Content-Type,Date,X-Auth-Token",
+		"Access-Control-Allow-Headers":     "Accept,Accept-Version,Content-Length,Content-MD5,Content-Type,Date,Idempotency-Key,X-Auth-Token",
 		"Access-Control-Max-Age":           "3600",
 		"Vary":                             "Origin",
 	}
@@ -165,7 +165,7 @@ func TestCORSOnResponses(t *testing.T) {
 	if got := rec.Header().Values("Access-Control-Allow-Origin"); len(got) != 1 || got[0] != "http://localhost:3000" {
 		t.Errorf("Access-Control-Allow-Origin = %q, want only the request's origin", got)
 	}
-	if got := rec.Header().Get("Access-Control-Expose-Headers"); got != "X-Auth-Token" {
+	if got := rec.Header().Get("Access-Control-Expose-Headers"); got != "Idempotent-Replayed,X-Auth-Token" {
 		t.Errorf("Access-Control-Expose-Headers = %q", got)
 	}
 	rec = do(h, http.MethodGet, "/order/api/v1/orders/", nil)

@@ -37,6 +37,7 @@ type Store interface {
 // Beginner starts transactions: a *pgxpool.Pool.
 type Beginner interface {
 	Begin(ctx context.Context) (pgx.Tx, error)
+	BeginTx(ctx context.Context, opts pgx.TxOptions) (pgx.Tx, error)
 }
 
 // Service holds the order use cases.
@@ -65,7 +66,10 @@ const EventType = "order.status_changed"
 // returns that order (in its current status) with created false, or a
 // *KeyReusedError when the fields differ.
 func (s Service) Create(ctx context.Context, n NewOrder) (o Order, created bool, err error) {
-	err = pgx.BeginFunc(ctx, s.DB, func(tx pgx.Tx) error {
+	// Read committed whatever the server's default: the store's insert of a
+	// key that a concurrent request inserts waits for it and then reads its
+	// row, where repeatable read would fail with a serialization error.
+	err = pgx.BeginTxFunc(ctx, s.DB, pgx.TxOptions{IsoLevel: pgx.ReadCommitted}, func(tx pgx.Tx) error {
 		if o, created, err = s.Store.Insert(ctx, tx, n); err != nil {
 			return err
 		}

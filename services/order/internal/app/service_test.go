@@ -33,7 +33,8 @@ type fakeDB struct {
 	err error
 }
 
-func (f fakeDB) Begin(context.Context) (pgx.Tx, error) { return f.tx, f.err }
+func (f fakeDB) Begin(context.Context) (pgx.Tx, error)                  { return f.tx, f.err }
+func (f fakeDB) BeginTx(context.Context, pgx.TxOptions) (pgx.Tx, error) { return f.tx, f.err }
 
 type fakeStore struct {
 	order                     Order

@@ -108,6 +108,7 @@ func (v Violation) String() string { return v.Invariant + ": " + v.Detail }
 
 // Invariants names them, in the order Check reports them.
 var Invariants = []string{
+	"once",         // each order placed is one order
 	"terminal",     // every order is in a terminal state that matches its scenario
 	"agreement",    // its reservation and payment agree with it
 	"stock",        // stock is conserved and never negative

@@ -57,6 +57,9 @@ func TestEachInvariantCatchesItsBreak(t *testing.T) {
 			dup.ID = "99"
 			s.Orders = append(s.Orders, dup)
 		}, "once", "customer c1 placed one order and has 2"},
+		{"a placed order missing (a POST answered 201 for a rolled back insert)", func(s *State) {
+			s.Orders, s.Reservations, s.Payments = s.Orders[1:], s.Reservations[1:], s.Payments[1:]
+		}, "once", "the order of customer c1 was placed and is not in the orders table"},
 		{"a denied order confirmed", func(s *State) { s.Orders[1].Status = PaymentConfirmed },
 			"terminal", "order 2 (denied) is payment_confirmed"},
 		{"reservation behind its order", func(s *State) { s.Reservations[0].Status = "reserved" },

@@ -228,9 +228,12 @@ func readProc(pid int) (procStats, error) {
 	}
 	s.CPU = time.Duration(utime+stime) * time.Second / clockTicks
 	// utime and stime are each cut down to whole ticks, so a short drain
-	// can read 0: the threads' run times in nanoseconds are exact. A thread
-	// that already exited is missing from them, so the larger reading wins.
-	if exact, err := runTime(pid); err == nil && exact > s.CPU {
+	// can read 0: the threads' run times in nanoseconds are exact, and used
+	// whenever the kernel gives them, so that both readings of a delta come
+	// from one source. (A thread that exited is missing from them; the Go
+	// runtime's and the broker's scheduler threads live as long as their
+	// process.)
+	if exact, err := runTime(pid); err == nil && exact > 0 {
 		s.CPU = exact
 	}
 	status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))

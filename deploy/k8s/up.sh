@@ -53,6 +53,13 @@ helm upgrade --install kong kong/ingress -n kong --create-namespace -f "$K8S/kon
 step "RabbitMQ ($RABBITMQ_NODES node(s), $QUEUE_TYPE queues)"
 kubectl apply -f https://github.com/rabbitmq/cluster-operator/releases/latest/download/cluster-operator.yml
 kubectl -n rabbitmq-system rollout status deploy/rabbitmq-cluster-operator --timeout=5m
+# A queue keeps its type: a cluster that runs with another node count holds
+# queues of the other type, which the services' declarations would refuse.
+current=$(kubectl get rabbitmqcluster rabbitmq -o jsonpath='{.spec.replicas}' 2>/dev/null || true)
+if [[ -n "$current" && "$current" != "$RABBITMQ_NODES" ]]; then
+	echo "up.sh: the RabbitmqCluster rabbitmq runs $current node(s), not RABBITMQ_NODES=$RABBITMQ_NODES, and its queues keep their type: delete it first (kubectl delete rabbitmqcluster rabbitmq), or start over with bash deploy/k8s/down.sh" >&2
+	exit 2
+fi
 kubectl apply -f "$RABBITMQ_MANIFEST"
 until kubectl get statefulset rabbitmq-server >/dev/null 2>&1; do sleep 2; done
 kubectl rollout status statefulset/rabbitmq-server --timeout=10m

@@ -9,8 +9,7 @@
 #   - ShellCheck (-x) on every shell script git tracks: Debian's package,
 #     installed with apt-get when missing and this runs as root.
 #
-# The staticcheck checks are its defaults; the few left out are named in
-# staticcheck.conf at the repository's root, each with its reason.
+# staticcheck runs its default checks.
 set -euo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
@@ -25,12 +24,16 @@ die() {
 	exit 1
 }
 
+# staticcheck must be built by the Go that builds the project (it refuses
+# a module newer than its own toolchain): one build per Go version.
 staticcheck_bin() {
-	local dir=$tools/staticcheck-$STATICCHECK_VERSION
+	local gover dir
+	gover=$("$GO" env GOVERSION) || die "$GO env GOVERSION failed"
+	dir=$tools/staticcheck-$STATICCHECK_VERSION-$gover
 	if [[ ! -x "$dir/staticcheck" ]]; then
-		log "building staticcheck $STATICCHECK_VERSION into $dir (once)"
+		log "building staticcheck $STATICCHECK_VERSION with $gover into $dir (once)"
 		mkdir -p "$dir"
-		GOBIN=$dir "$GO" install "honnef.co/go/tools/cmd/staticcheck@$STATICCHECK_VERSION" >&2 ||
+		GOTOOLCHAIN=$gover GOBIN=$dir "$GO" install "honnef.co/go/tools/cmd/staticcheck@$STATICCHECK_VERSION" >&2 ||
 			die "go install honnef.co/go/tools/cmd/staticcheck@$STATICCHECK_VERSION failed"
 	fi
 	echo "$dir/staticcheck"
@@ -59,8 +62,10 @@ shell_scripts() {
 	done
 }
 
-mapfile -t gofiles < <(git ls-files --cached --others --exclude-standard -- '*.go')
-bad=$(gofmt -l "${gofiles[@]}")
+list=$(git ls-files --cached --others --exclude-standard -- '*.go') || die "git ls-files failed: is $root a git checkout you may read?"
+[[ -n "$list" ]] || die "git lists no Go files in $root"
+mapfile -t gofiles <<<"$list"
+bad=$("$("$GO" env GOROOT)/bin/gofmt" -l "${gofiles[@]}")
 [[ -z "$bad" ]] || die "gofmt needed on:"$'\n'"$bad"
 
 "$GO" vet ./...
@@ -69,6 +74,7 @@ sc=$(staticcheck_bin)
 "$sc" ./...
 
 shc=$(shellcheck_bin)
+git ls-files >/dev/null || die "git ls-files failed"
 mapfile -t scripts < <(shell_scripts)
 ((${#scripts[@]} > 0)) || die "no shell scripts found: is this a git checkout?"
 "$shc" -x "${scripts[@]}"

@@ -330,6 +330,16 @@ func TestKongConfigMatchesCompose(t *testing.T) {
 		plugins[0].str("config", "max_age") != "3600" || fmt.Sprint(plugins[0].get("config", "methods")) != "[GET POST]" {
 		t.Errorf("kong.yaml plugins = %v, want the global cors plugin", kong.get("plugins"))
 	}
+	// A browser may send the order API's Idempotency-Key and read its
+	// Idempotent-Replayed answer (docs/contracts.md, "HTTP contract").
+	if len(plugins) == 1 {
+		if h := fmt.Sprint(plugins[0].get("config", "headers")); !strings.Contains(h, "Idempotency-Key") {
+			t.Errorf("kong.yaml cors headers %s lack Idempotency-Key", h)
+		}
+		if h := fmt.Sprint(plugins[0].get("config", "exposed_headers")); !strings.Contains(h, "Idempotent-Replayed") {
+			t.Errorf("kong.yaml cors exposed_headers %s lack Idempotent-Replayed", h)
+		}
+	}
 	mounted := false
 	for _, v := range services["kong"].Volumes {
 		if v.Source == filepath.Join(root, "deploy", "kong", "kong.yaml") && v.Target == "/opt/kong/kong.yaml" && v.ReadOnly {

@@ -27,7 +27,8 @@ type RoleCreated struct {
 // else. It runs as a role that may create roles with REPLICATION (a
 // superuser; on Postgres 16+ a CREATEROLE role that has REPLICATION
 // itself), once per database; run again, it grants what is missing and
-// changes nothing else. The password, when one is given, comes from the
+// changes nothing else. On a role that has LOGIN REPLICATION already and
+// with no password, it only grants, so the outbox's owner may run it. The password, when one is given, comes from the
 // file --password-file names, never from the command line, and is sent
 // as its SCRAM-SHA-256 verifier.
 func runRoleCreate(ctx context.Context, o options, stdout, _ io.Writer) error {
@@ -55,7 +56,9 @@ func runRoleCreate(ctx context.Context, o options, stdout, _ io.Writer) error {
 	defer conn.Close(context.WithoutCancel(ctx))
 	r := RoleCreated{Role: o.role, Schema: o.table.Schema, Table: o.table.String(), Password: password != ""}
 	err = pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
-		if err := tx.QueryRow(ctx, `SELECT NOT EXISTS (SELECT FROM pg_roles WHERE rolname = $1)`, o.role).Scan(&r.Created); err != nil {
+		var ready bool // the role exists with LOGIN REPLICATION already
+		if err := tx.QueryRow(ctx, `SELECT NOT EXISTS (SELECT FROM pg_roles WHERE rolname = $1),
+			EXISTS (SELECT FROM pg_roles WHERE rolname = $1 AND rolcanlogin AND rolreplication)`, o.role).Scan(&r.Created, &ready); err != nil {
 			return err
 		}
 		verb := "ALTER"
@@ -65,15 +68,23 @@ func runRoleCreate(ctx context.Context, o options, stdout, _ io.Writer) error {
 		// format() quotes the name and the password on the server.
 		var stmts []string
 		var sql string
-		if verifier != "" {
+		switch {
+		case verifier != "":
 			err = tx.QueryRow(ctx, `SELECT format('`+verb+` ROLE %I WITH LOGIN REPLICATION PASSWORD %L', $1::text, $2::text)`, o.role, verifier).Scan(&sql)
-		} else {
+		case !ready:
 			err = tx.QueryRow(ctx, `SELECT format('`+verb+` ROLE %I WITH LOGIN REPLICATION', $1::text)`, o.role).Scan(&sql)
 		}
+		// A role that has LOGIN REPLICATION already, with no new password,
+		// is left as it is: then only the grants run, which the outbox's
+		// owner may give, so a role made when the database was initialised
+		// needs no superuser afterwards.
 		if err != nil {
 			return err
 		}
-		stmts = append(stmts, sql,
+		if sql != "" {
+			stmts = append(stmts, sql)
+		}
+		stmts = append(stmts,
 			fmt.Sprintf("GRANT USAGE ON SCHEMA %s TO %s", pgx.Identifier{o.table.Schema}.Sanitize(), pgx.Identifier{o.role}.Sanitize()),
 			fmt.Sprintf("GRANT SELECT ON TABLE %s TO %s", pgx.Identifier{o.table.Schema, o.table.Name}.Sanitize(), pgx.Identifier{o.role}.Sanitize()))
 		for _, s := range stmts {

@@ -163,3 +163,45 @@ func TestRoleCreateRefusals(t *testing.T) {
 	assert.ErrorIs(t, r.err, admin.ErrRefused)
 	assert.Contains(t, r.err.Error(), "may not create a role with REPLICATION")
 }
+
+// A role made with LOGIN REPLICATION when the database was initialised (as
+// the compose file and the Helm chart do) gets its grants from the outbox's
+// owner, an ordinary role: role create then only grants. The owner cannot
+// give REPLICATION to a role that lacks it, and says so.
+func TestRoleCreateByTheOutboxOwner(t *testing.T) {
+	t.Parallel()
+	dbURL := testenv.NewOutboxDatabase(t)
+	u, err := url.Parse(dbURL)
+	require.NoError(t, err)
+	dbName := strings.TrimPrefix(u.Path, "/")
+	owner, relayRole, plain := testenv.RandomName("t_owner_"), testenv.RandomName("t_relay_"), testenv.RandomName("t_plain_")
+	exec(t, dbURL, "CREATE ROLE "+owner+" LOGIN")
+	exec(t, dbURL, "CREATE ROLE "+relayRole+" LOGIN REPLICATION")
+	exec(t, dbURL, "CREATE ROLE "+plain+" LOGIN")
+	exec(t, dbURL, `ALTER DATABASE "`+dbName+`" OWNER TO `+owner)
+	exec(t, dbURL, "ALTER TABLE public.outbox OWNER TO "+owner)
+	t.Cleanup(func() {
+		exec(t, dbURL, `ALTER DATABASE "`+dbName+`" OWNER TO postgres`)
+		for _, r := range []string{relayRole, plain, owner} {
+			exec(t, dbURL, "DROP OWNED BY "+r)
+			exec(t, dbURL, "DROP ROLE "+r)
+		}
+	})
+
+	asOwner := map[string]string{"CDC_RELAY_DATABASE_URL": asRole(t, dbURL, owner)}
+	r := run(t, asOwner, "role", "create", "--role", relayRole).ok(t)
+	assert.Contains(t, r.stdout, "role "+relayRole+" exists")
+	var grants int
+	conn, err := pgx.Connect(context.Background(), dbURL)
+	require.NoError(t, err)
+	defer conn.Close(context.Background())
+	require.NoError(t, conn.QueryRow(context.Background(),
+		`SELECT count(*) FROM information_schema.role_table_grants WHERE grantee = $1 AND table_name = 'outbox' AND privilege_type = 'SELECT'`,
+		relayRole).Scan(&grants))
+	assert.Equal(t, 1, grants, "the owner granted SELECT on the outbox")
+
+	r = run(t, asOwner, "role", "create", "--role", plain)
+	assert.Equal(t, 1, r.code)
+	assert.ErrorIs(t, r.err, admin.ErrRefused)
+	assert.Contains(t, r.err.Error(), "may not create a role with REPLICATION")
+}

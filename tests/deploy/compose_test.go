@@ -23,6 +23,7 @@ import (
 var requiredEnv = map[string][]string{
 	"service": {"DATABASE_URL", "AMQP_URL", "HTTP_ADDR"},
 	"migrate": {"DATABASE_URL", "AMQP_URL"},
+	"grant":   {"CDC_RELAY_DATABASE_URL"},
 	"relay":   {"CDC_RELAY_DATABASE_URL", "CDC_RELAY_AMQP_URL", "CDC_RELAY_SLOT", "CDC_RELAY_HTTP_ADDR"},
 }
 
@@ -33,6 +34,8 @@ func kind(s types.ServiceConfig) string {
 		target = s.Build.Target
 	}
 	switch {
+	case target == "cdc-relay" && len(s.Command) > 0 && s.Command[0] == "role":
+		return "grant"
 	case target == "cdc-relay":
 		return "relay"
 	case target == "order" || target == "stock" || target == "payment":
@@ -84,6 +87,44 @@ func keys(v any) []string {
 	return out
 }
 
+// secretEnv is a service's environment with every X_FILE variable that
+// names one of the service's secrets (/run/secrets/<target>) read into X,
+// from the secret's file, as the processes read them.
+func secretEnv(t *testing.T, p *types.Project, s types.ServiceConfig) map[string]string {
+	t.Helper()
+	env := envMap(s)
+	for k, v := range envMap(s) {
+		name, ok := strings.CutSuffix(k, "_FILE")
+		if !ok {
+			continue
+		}
+		file := ""
+		for _, ref := range s.Secrets {
+			target := ref.Target
+			if target == "" {
+				target = ref.Source
+			}
+			if !strings.HasPrefix(target, "/") {
+				target = "/run/secrets/" + target
+			}
+			if target == v {
+				file = p.Secrets[ref.Source].File
+			}
+		}
+		if file == "" {
+			t.Errorf("%s: %s=%s is none of its secrets", s.Name, k, v)
+			continue
+		}
+		b, err := os.ReadFile(file)
+		if err != nil {
+			t.Errorf("%s: %s: %v", s.Name, k, err)
+			continue
+		}
+		env[name] = strings.TrimSpace(string(b))
+	}
+	return env
+}
+
 // envMap is a service's environment after interpolation.
 func envMap(s types.ServiceConfig) map[string]string {
 	out := map[string]string{}
@@ -103,13 +144,14 @@ func healthTest(s types.ServiceConfig) string {
 }
 
 func TestComposeServicesHaveTheirEnvironmentAndDependencies(t *testing.T) {
-	_, services := loadCompose(t)
+	project := loadProject(t, "*")
+	services := project.Services
 	counts := map[string]int{}
 	for _, name := range slices.Sorted(maps.Keys(services)) {
 		s := services[name]
 		k := kind(s)
 		counts[k]++
-		env := envMap(s)
+		env := secretEnv(t, project, s)
 		for _, v := range requiredEnv[k] {
 			if env[v] == "" {
 				t.Errorf("%s (%s): %s is not set", name, k, v)
@@ -172,21 +214,32 @@ func TestComposeServicesHaveTheirEnvironmentAndDependencies(t *testing.T) {
 				t.Errorf("%s has no healthcheck", name)
 			}
 		case "service", "migrate":
-			checkDatabaseURL(t, services, name, env["DATABASE_URL"])
+			checkDatabaseURL(t, project, name, env["DATABASE_URL"], "OWNER")
 			checkDep(t, s, name, hostOf(env["DATABASE_URL"]), types.ServiceConditionHealthy)
 			if k == "service" {
 				checkDep(t, s, name, "rabbitmq", types.ServiceConditionHealthy)
 				checkDep(t, s, name, name+"-migrate", types.ServiceConditionCompletedSuccessfully)
 				checkListen(t, s, name, env["HTTP_ADDR"])
 			}
+		case "grant":
+			// As the owner, after the migrations made the outbox, for the
+			// relay's role.
+			checkDatabaseURL(t, project, name, env["CDC_RELAY_DATABASE_URL"], "OWNER")
+			svc := strings.TrimSuffix(name, "-relay-grant")
+			checkDep(t, s, name, svc+"-migrate", types.ServiceConditionCompletedSuccessfully)
+			db := secretEnv(t, project, services[hostOf(env["CDC_RELAY_DATABASE_URL"])])
+			if want := []string{"role", "create", "--role", db["SAGA_RELAY_ROLE"]}; !slices.Equal(s.Command, want) {
+				t.Errorf("%s: command %v, want %v", name, s.Command, want)
+			}
 		case "relay":
-			checkDatabaseURL(t, services, name, env["CDC_RELAY_DATABASE_URL"])
+			checkDatabaseURL(t, project, name, env["CDC_RELAY_DATABASE_URL"], "RELAY")
 			checkDep(t, s, name, hostOf(env["CDC_RELAY_DATABASE_URL"]), types.ServiceConditionHealthy)
+			checkDep(t, s, name, name+"-grant", types.ServiceConditionCompletedSuccessfully)
 			checkDep(t, s, name, "rabbitmq", types.ServiceConditionHealthy)
 			checkListen(t, s, name, env["CDC_RELAY_HTTP_ADDR"])
 		}
 	}
-	want := map[string]int{"postgres": 3, "migrate": 3, "service": 3, "relay": 3}
+	want := map[string]int{"postgres": 3, "migrate": 3, "grant": 3, "service": 3, "relay": 3}
 	for k, n := range want {
 		if counts[k] != n {
 			t.Errorf("%d %s containers, want %d", counts[k], k, n)
@@ -205,7 +258,7 @@ func TestComposeServicesHaveTheirEnvironmentAndDependencies(t *testing.T) {
 		if kind(s) != "relay" {
 			continue
 		}
-		env := envMap(s)
+		env := secretEnv(t, project, s)
 		key := hostOf(env["CDC_RELAY_DATABASE_URL"]) + "/" + env["CDC_RELAY_SLOT"]
 		if other, dup := seen[key]; dup {
 			t.Errorf("%s and %s use the same database and slot %s", name, other, key)
@@ -231,24 +284,28 @@ func hostOf(raw string) string {
 	return u.Hostname()
 }
 
-// checkDatabaseURL: the URL names a Postgres service of this file with the
-// same database, user and password.
-func checkDatabaseURL(t *testing.T, services types.Services, name, raw string) {
+// checkDatabaseURL: the URL names a Postgres service of this file, its
+// database, and the role (SAGA_OWNER_ROLE or SAGA_RELAY_ROLE, as who says)
+// its first start makes, with that role's password file.
+func checkDatabaseURL(t *testing.T, p *types.Project, name, raw, who string) {
 	t.Helper()
 	u, err := url.Parse(raw)
 	if err != nil {
-		t.Errorf("%s: database URL %q: %v", name, raw, err)
+		t.Errorf("%s: database URL: %v", name, err)
 		return
 	}
-	db, ok := services[u.Hostname()]
+	db, ok := p.Services[u.Hostname()]
 	if !ok || kind(db) != "postgres" {
 		t.Errorf("%s: database host %q is not a Postgres service", name, u.Hostname())
 		return
 	}
-	env := envMap(db)
+	env := secretEnv(t, p, db)
 	pass, _ := u.User.Password()
-	if u.User.Username() != env["POSTGRES_USER"] || pass != env["POSTGRES_PASSWORD"] || strings.TrimPrefix(u.Path, "/") != env["POSTGRES_DB"] {
-		t.Errorf("%s: database URL %q does not match %s's POSTGRES_USER/PASSWORD/DB", name, raw, u.Hostname())
+	if u.User.Username() != env["SAGA_"+who+"_ROLE"] || pass != env["SAGA_"+who+"_PASSWORD"] || strings.TrimPrefix(u.Path, "/") != env["POSTGRES_DB"] {
+		t.Errorf("%s: database URL (user %s) does not match %s's SAGA_%s_ROLE/PASSWORD and POSTGRES_DB", name, u.User.Username(), u.Hostname(), who)
+	}
+	if u.User.Username() == env["POSTGRES_USER"] {
+		t.Errorf("%s connects as %s's superuser %s", name, u.Hostname(), env["POSTGRES_USER"])
 	}
 }
 

@@ -14,7 +14,8 @@ import (
 // compose` itself uses: the schema, anchors and merges, interpolation, and
 // every depends_on naming a service with a condition compose knows. The
 // start order it gives is the one the relays need: each after its
-// database, the broker, its migrations and its service.
+// database, the broker, the grant of its role (after the migrations) and
+// its service.
 func TestComposeLoadsWithComposeGo(t *testing.T) {
 	project := loadProject(t)
 	conditions := map[string]bool{types.ServiceConditionHealthy: true, types.ServiceConditionCompletedSuccessfully: true, types.ServiceConditionStarted: true}
@@ -34,18 +35,19 @@ func TestComposeLoadsWithComposeGo(t *testing.T) {
 			t.Fatalf("no service %s-relay", svc)
 		}
 		want := map[string]string{
-			svc + "-db":      types.ServiceConditionHealthy,
-			"rabbitmq":       types.ServiceConditionHealthy,
-			svc + "-migrate": types.ServiceConditionCompletedSuccessfully,
-			svc:              types.ServiceConditionHealthy,
+			svc + "-db":          types.ServiceConditionHealthy,
+			"rabbitmq":           types.ServiceConditionHealthy,
+			svc + "-relay-grant": types.ServiceConditionCompletedSuccessfully,
+			svc:                  types.ServiceConditionHealthy,
 		}
 		for dep, cond := range want {
 			if got := relay.DependsOn[dep].Condition; got != cond {
 				t.Errorf("%s-relay depends on %s with %q, want %q", svc, dep, got, cond)
 			}
 		}
+		env := secretEnv(t, project, relay)
 		for _, k := range []string{"CDC_RELAY_DATABASE_URL", "CDC_RELAY_AMQP_URL", "CDC_RELAY_SLOT", "CDC_RELAY_EXCHANGE"} {
-			if v := relay.Environment[k]; v == nil || *v == "" {
+			if env[k] == "" {
 				t.Errorf("%s-relay: %s is unset after interpolation", svc, k)
 			}
 		}

@@ -1,0 +1,45 @@
+#!/bin/sh
+# The saga's database roles, made once, when the postgres image initialises
+# an empty data directory (it runs /docker-entrypoint-initdb.d/*.sh as the
+# image's superuser, POSTGRES_USER, against POSTGRES_DB). Used by the compose
+# file (deploy/compose/compose.yaml) and by this chart's Postgres.
+#
+#   SAGA_OWNER_ROLE   LOGIN, owns POSTGRES_DB (and so its schema public):
+#                     the service and its migrations connect as it.
+#   SAGA_RELAY_ROLE   LOGIN REPLICATION, nothing else yet: the outbox's
+#                     owner grants it SELECT on the outbox after the
+#                     migrations (`cdc-relay role create --role ...`, run
+#                     as the owner, only grants to a role that has LOGIN
+#                     REPLICATION already).
+#
+# The passwords come from the files SAGA_OWNER_PASSWORD_FILE and
+# SAGA_RELAY_PASSWORD_FILE (secrets), never from the environment. Nothing
+# connects as the superuser after this.
+set -eu
+
+for v in POSTGRES_USER POSTGRES_DB SAGA_OWNER_ROLE SAGA_OWNER_PASSWORD_FILE SAGA_RELAY_ROLE SAGA_RELAY_PASSWORD_FILE; do
+	eval "val=\${$v:-}"
+	if [ -z "$val" ]; then
+		echo "init-roles: $v is not set" >&2
+		exit 1
+	fi
+done
+owner_password=$(cat "$SAGA_OWNER_PASSWORD_FILE")
+relay_password=$(cat "$SAGA_RELAY_PASSWORD_FILE")
+if [ -z "$owner_password" ] || [ -z "$relay_password" ]; then
+	echo "init-roles: $SAGA_OWNER_PASSWORD_FILE or $SAGA_RELAY_PASSWORD_FILE is empty" >&2
+	exit 1
+fi
+
+# psql's :"name" and :'value' quote an identifier and a literal. With
+# log_statement at its default (none) the statements are not logged.
+psql -v ON_ERROR_STOP=1 --no-psqlrc --quiet --username "$POSTGRES_USER" --dbname "$POSTGRES_DB" \
+	--set db="$POSTGRES_DB" \
+	--set owner="$SAGA_OWNER_ROLE" --set owner_password="$owner_password" \
+	--set relay="$SAGA_RELAY_ROLE" --set relay_password="$relay_password" <<'SQL'
+SET password_encryption = 'scram-sha-256';
+CREATE ROLE :"owner" LOGIN PASSWORD :'owner_password';
+ALTER DATABASE :"db" OWNER TO :"owner";
+CREATE ROLE :"relay" LOGIN REPLICATION PASSWORD :'relay_password';
+SQL
+echo "init-roles: made $SAGA_OWNER_ROLE (owner of $POSTGRES_DB) and $SAGA_RELAY_ROLE (LOGIN REPLICATION)"

@@ -1,0 +1,158 @@
+package deploy
+
+import (
+	"context"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/saga-cdc/saga/migrations"
+	"github.com/saga-cdc/saga/tests/testenv"
+)
+
+// urlWithPassword is a URL that carries a password (scheme://user:pw@).
+var urlWithPassword = regexp.MustCompile(`://[^/@\s]*:[^/@\s]*@`)
+
+// No compose service has a password in its environment: URLs and
+// passwords come from secret files through *_FILE variables.
+func TestComposeKeepsSecretsOutOfTheEnvironment(t *testing.T) {
+	project := loadProject(t, "*")
+	for name, s := range project.Services {
+		for k, v := range envMap(s) {
+			if urlWithPassword.MatchString(v) {
+				t.Errorf("%s: %s holds a URL with a password: read it from a secret (%s_FILE)", name, k, k)
+			}
+			if strings.Contains(k, "PASSWORD") && !strings.HasSuffix(k, "_FILE") {
+				t.Errorf("%s: %s is a password in the environment: read it from a secret (%s_FILE)", name, k, k)
+			}
+		}
+	}
+	for name, sec := range project.Secrets {
+		if sec.File == "" {
+			t.Errorf("secret %s is not a file", name)
+		}
+	}
+}
+
+// init-roles.sh, which the compose file's and the chart's Postgres run at
+// their first start, makes an owner of the database (an ordinary role, that
+// can then apply every migration, publication included) and the relay's
+// LOGIN REPLICATION role with no grant yet, both with the passwords of
+// their files; a missing variable or an empty password file stops it.
+func TestInitRolesScript(t *testing.T) {
+	psql, err := exec.LookPath("psql")
+	if err != nil {
+		t.Skip("psql is not installed")
+	}
+	dbURL := testenv.NewDatabase(t)
+	u, err := url.Parse(dbURL)
+	require.NoError(t, err)
+	db := strings.TrimPrefix(u.Path, "/")
+	owner, relay := testenv.RandomName("t_owner_"), testenv.RandomName("t_relay_")
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	conn, err := pgx.Connect(ctx, dbURL)
+	require.NoError(t, err)
+	defer conn.Close(context.Background())
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		_, _ = conn.Exec(ctx, `ALTER DATABASE `+pgx.Identifier{db}.Sanitize()+` OWNER TO CURRENT_USER`)
+		for _, r := range []string{relay, owner} {
+			_, _ = conn.Exec(ctx, "DROP OWNED BY "+r)
+			_, _ = conn.Exec(ctx, "DROP ROLE IF EXISTS "+r)
+		}
+	})
+
+	dir := t.TempDir()
+	ownerPW, relayPW := filepath.Join(dir, "owner"), filepath.Join(dir, "relay")
+	require.NoError(t, os.WriteFile(ownerPW, []byte("owner-secret\n"), 0o600))
+	require.NoError(t, os.WriteFile(relayPW, []byte("relay-secret\n"), 0o600))
+	script := filepath.Join(repoRoot(t), "deploy", "helm", "saga", "files", "init-roles.sh")
+	env := map[string]string{
+		"PGHOST": u.Hostname(), "PGPORT": u.Port(), "POSTGRES_USER": u.User.Username(), "POSTGRES_DB": db,
+		"SAGA_OWNER_ROLE": owner, "SAGA_OWNER_PASSWORD_FILE": ownerPW,
+		"SAGA_RELAY_ROLE": relay, "SAGA_RELAY_PASSWORD_FILE": relayPW,
+	}
+	runScript := func(env map[string]string) (string, error) {
+		cmd := exec.CommandContext(ctx, "sh", script)
+		cmd.Env = []string{"PATH=" + filepath.Dir(psql) + ":/usr/bin:/bin"}
+		for k, v := range env {
+			cmd.Env = append(cmd.Env, k+"="+v)
+		}
+		out, err := cmd.CombinedOutput()
+		return string(out), err
+	}
+
+	// Refusals first: nothing is made.
+	missing := map[string]string{}
+	for k, v := range env {
+		if k != "SAGA_RELAY_ROLE" {
+			missing[k] = v
+		}
+	}
+	out, err := runScript(missing)
+	require.Error(t, err)
+	assert.Contains(t, out, "init-roles: SAGA_RELAY_ROLE is not set")
+	empty := filepath.Join(dir, "empty")
+	require.NoError(t, os.WriteFile(empty, nil, 0o600))
+	out, err = runScript(map[string]string{"PGHOST": env["PGHOST"], "PGPORT": env["PGPORT"], "POSTGRES_USER": env["POSTGRES_USER"], "POSTGRES_DB": db,
+		"SAGA_OWNER_ROLE": owner, "SAGA_OWNER_PASSWORD_FILE": empty, "SAGA_RELAY_ROLE": relay, "SAGA_RELAY_PASSWORD_FILE": relayPW})
+	require.Error(t, err)
+	assert.Contains(t, out, "is empty")
+	var n int
+	require.NoError(t, conn.QueryRow(ctx, `SELECT count(*) FROM pg_roles WHERE rolname IN ($1, $2)`, owner, relay).Scan(&n))
+	require.Zero(t, n, "a refused run made a role")
+
+	out, err = runScript(env)
+	require.NoError(t, err, out)
+	assert.Contains(t, out, "init-roles: made "+owner)
+	assert.NotContains(t, out, "secret")
+
+	type attrs struct {
+		super, login, repl, scram bool
+	}
+	get := func(role string) attrs {
+		var a attrs
+		require.NoError(t, conn.QueryRow(ctx, `SELECT rolsuper, rolcanlogin, rolreplication, rolpassword LIKE 'SCRAM-SHA-256$%'
+			FROM pg_authid WHERE rolname = $1`, role).Scan(&a.super, &a.login, &a.repl, &a.scram))
+		return a
+	}
+	assert.Equal(t, attrs{login: true, scram: true}, get(owner), "the owner: LOGIN, nothing more")
+	assert.Equal(t, attrs{login: true, repl: true, scram: true}, get(relay), "the relay: LOGIN REPLICATION")
+	var dbOwner string
+	require.NoError(t, conn.QueryRow(ctx, `SELECT pg_get_userbyid(datdba) FROM pg_database WHERE datname = $1`, db).Scan(&dbOwner))
+	assert.Equal(t, owner, dbOwner)
+
+	// The owner applies a service's whole schema, publication included.
+	ou := *u
+	ou.User = url.User(owner)
+	oconn, err := pgx.Connect(ctx, ou.String())
+	require.NoError(t, err)
+	defer oconn.Close(context.Background())
+	require.NoError(t, migrations.Apply(ctx, oconn, migrations.Order()))
+	var pubs int
+	require.NoError(t, conn.QueryRow(ctx, `SELECT count(*) FROM pg_publication WHERE pg_get_userbyid(pubowner) = $1`, owner).Scan(&pubs))
+	assert.Equal(t, 1, pubs, "the owner made the relay's publication")
+
+	// The relay may read nothing until the owner grants it the outbox.
+	ru := *u
+	ru.User = url.User(relay)
+	rconn, err := pgx.Connect(ctx, ru.String())
+	require.NoError(t, err)
+	defer rconn.Close(context.Background())
+	_, err = rconn.Exec(ctx, "SELECT FROM public.outbox")
+	var pgErr *pgconn.PgError
+	require.ErrorAs(t, err, &pgErr)
+	assert.Equal(t, "42501", pgErr.Code)
+}

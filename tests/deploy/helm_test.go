@@ -3,6 +3,8 @@ package deploy
 import (
 	"context"
 	"fmt"
+	"maps"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -167,6 +169,13 @@ func checkChart(t *testing.T, objs map[string]obj, svc, mode string) {
 		if got := containerNames(relayDep); !slices.Equal(got, []string{"cdc-relay"}) {
 			t.Errorf("relay Deployment containers = %v", got)
 		}
+		var initNames []string
+		for _, c := range relayDep.objs("spec", "template", "spec", "initContainers") {
+			initNames = append(initNames, c.str("name"))
+		}
+		if !slices.Equal(initNames, []string{"migrate", "relay-grant"}) {
+			t.Errorf("relay Deployment init containers = %v, want [migrate relay-grant]", initNames)
+		}
 	}
 
 	// The service container: port, env, probes, resources.
@@ -183,7 +192,7 @@ func checkChart(t *testing.T, objs map[string]obj, svc, mode string) {
 		t.Errorf("%s probes: readiness %q liveness %q", svc, app.str("readinessProbe", "httpGet", "path"), app.str("livenessProbe", "httpGet", "path"))
 	}
 	checkResources(t, svc, app)
-	env := envOf(t, objs, app)
+	env := envOf(t, objs, api, app)
 	for _, name := range []string{"DATABASE_URL", "AMQP_URL", "HTTP_ADDR"} {
 		if env[name] == "" {
 			t.Errorf("%s container lacks %s", svc, name)
@@ -195,16 +204,31 @@ func checkChart(t *testing.T, objs map[string]obj, svc, mode string) {
 	if !strings.Contains(env["DATABASE_URL"], "@"+svc+"-db-service:5432/") {
 		t.Errorf("%s DATABASE_URL = %q, want the chart's database service", svc, env["DATABASE_URL"])
 	}
+	// The migrations, then the relay role's grant (as the owner), then in
+	// sidecar mode the relay.
 	init := api.objs("spec", "template", "spec", "initContainers")
-	wantInit := 1
+	wantInit := []string{"migrate", "relay-grant"}
 	if mode == "sidecar" {
-		wantInit = 2
+		wantInit = append(wantInit, "cdc-relay")
 	}
-	if len(init) != wantInit || init[0].str("args", 0) != "migrate" {
-		t.Errorf("%s: want %d init containers, the first running migrate, got %v", svc, wantInit, init)
+	var initNames []string
+	for _, c := range init {
+		initNames = append(initNames, c.str("name"))
 	}
-	if mode == "sidecar" && (len(init) < 2 || init[1].str("name") != "cdc-relay" || init[1].str("restartPolicy") != "Always") {
+	if !slices.Equal(initNames, wantInit) || init[0].str("args", 0) != "migrate" {
+		t.Errorf("%s: init containers %v, want %v", svc, initNames, wantInit)
+	}
+	if mode == "sidecar" && (len(init) < 3 || init[2].str("restartPolicy") != "Always") {
 		t.Errorf("%s: the relay is not a native sidecar after the migrations (an init container with restartPolicy Always): %v", svc, init)
+	}
+	if len(init) > 1 {
+		grant := init[1]
+		if got, want := fmt.Sprint(grant.get("args")), "[role create --role cdc_relay --table public.outbox]"; got != want {
+			t.Errorf("relay-grant args = %s, want %s", got, want)
+		}
+		if genv := envOf(t, objs, api, grant); genv["CDC_RELAY_DATABASE_URL"] != env["DATABASE_URL"] {
+			t.Errorf("relay-grant connects as %q, want the service's (owner) URL", genv["CDC_RELAY_DATABASE_URL"])
+		}
 	}
 
 	// The relay container, wherever it runs.
@@ -213,7 +237,7 @@ func checkChart(t *testing.T, objs map[string]obj, svc, mode string) {
 		relayPod = relayDep
 	}
 	relay := container(t, relayPod, "cdc-relay")
-	renv := envOf(t, objs, relay)
+	renv := envOf(t, objs, relayPod, relay)
 	want := map[string]string{
 		"CDC_RELAY_SLOT":        "saga_" + svc,
 		"CDC_RELAY_PUBLICATION": "cdc_relay_outbox",
@@ -230,8 +254,16 @@ func checkChart(t *testing.T, objs map[string]obj, svc, mode string) {
 			t.Errorf("relay lacks %s", k)
 		}
 	}
-	if renv["CDC_RELAY_DATABASE_URL"] != env["DATABASE_URL"] {
-		t.Errorf("relay database %q differs from the service's %q", renv["CDC_RELAY_DATABASE_URL"], env["DATABASE_URL"])
+	// The service as the database's owner, the relay as its own role, on
+	// the same database; neither as the superuser.
+	su, errS := url.Parse(env["DATABASE_URL"])
+	ru, errR := url.Parse(renv["CDC_RELAY_DATABASE_URL"])
+	if errS != nil || errR != nil {
+		t.Fatalf("database URLs: %v, %v", errS, errR)
+	}
+	if su.User.Username() != "saga" || ru.User.Username() != "cdc_relay" || su.Host != ru.Host || su.Path != ru.Path {
+		t.Errorf("service connects as %s to %s%s, relay as %s to %s%s; want saga and cdc_relay on one database",
+			su.User.Username(), su.Host, su.Path, ru.User.Username(), ru.Host, ru.Path)
 	}
 	if relay.str("livenessProbe", "httpGet", "path") != "/livez" {
 		t.Errorf("relay liveness probe = %v", relay.get("livenessProbe"))
@@ -255,6 +287,17 @@ func checkChart(t *testing.T, objs map[string]obj, svc, mode string) {
 	}
 	if pg.get("readinessProbe") == nil {
 		t.Error("postgres has no readiness probe")
+	}
+	// Its first start makes the two roles, with the passwords the URLs carry.
+	penv := envOf(t, objs, db, pg)
+	if got := mountedFile(t, objs, db, pg, "/docker-entrypoint-initdb.d/10-init-roles.sh"); got != readFile(t, "deploy/helm/saga/files/init-roles.sh") {
+		t.Error("the database's init script is not files/init-roles.sh")
+	}
+	spw, _ := su.User.Password()
+	rpw, _ := ru.User.Password()
+	if penv["SAGA_OWNER_ROLE"] != su.User.Username() || penv["SAGA_OWNER_PASSWORD"] != spw ||
+		penv["SAGA_RELAY_ROLE"] != ru.User.Username() || penv["SAGA_RELAY_PASSWORD"] != rpw || penv["POSTGRES_PASSWORD"] == "" {
+		t.Errorf("postgres's roles and passwords do not match the URLs the service and relay use")
 	}
 
 	// Services catch only their own pods, and their target ports exist there.
@@ -385,8 +428,10 @@ func checkResources(t *testing.T, name string, c obj) {
 
 // envOf resolves a container's environment: plain values, secretKeyRef and
 // configMapKeyRef (base64 decoded from the rendered Secret), and envFrom
-// ConfigMaps. A reference to an object or key that was not rendered fails.
-func envOf(t *testing.T, objs map[string]obj, c obj) map[string]string {
+// ConfigMaps; and every X_FILE that names a file of a Secret or ConfigMap
+// the container mounts from its pod's volumes is read into X. A reference
+// to an object, key or file that was not rendered fails.
+func envOf(t *testing.T, objs map[string]obj, pod, c obj) map[string]string {
 	t.Helper()
 	env := map[string]string{}
 	for _, from := range c.objs("envFrom") {
@@ -415,7 +460,45 @@ func envOf(t *testing.T, objs map[string]obj, c obj) map[string]string {
 			env[name] = e.str("value")
 		}
 	}
+	for k, path := range maps.Clone(env) {
+		if base, ok := strings.CutSuffix(k, "_FILE"); ok {
+			env[base] = mountedFile(t, objs, pod, c, path)
+		}
+	}
 	return env
+}
+
+// mountedFile is the content of the file at path in container c of pod,
+// from the Secret or ConfigMap volume mounted over it.
+func mountedFile(t *testing.T, objs map[string]obj, pod, c obj, path string) string {
+	t.Helper()
+	for _, m := range c.objs("volumeMounts") {
+		key, ok := strings.CutPrefix(path, m.str("mountPath")+"/")
+		if !ok {
+			continue
+		}
+		for _, v := range pod.objs("spec", "template", "spec", "volumes") {
+			if v.str("name") != m.str("name") {
+				continue
+			}
+			switch {
+			case v.get("secret") != nil:
+				data := mustObj(t, objs, "Secret/"+v.str("secret", "secretName")).strMap("data")
+				if d, ok := data[key]; ok {
+					return decodeB64(t, d)
+				}
+			case v.get("configMap") != nil:
+				data := mustObj(t, objs, "ConfigMap/"+v.str("configMap", "name")).strMap("data")
+				if d, ok := data[key]; ok {
+					return d
+				}
+			}
+			t.Errorf("%s: %s: volume %s has no key %s", c.str("name"), path, v.str("name"), key)
+			return ""
+		}
+	}
+	t.Errorf("%s: %s is in no Secret or ConfigMap the container mounts", c.str("name"), path)
+	return ""
 }
 
 func matches(selector, labels map[string]string) bool {
@@ -459,7 +542,7 @@ func TestHelmChartQueueType(t *testing.T) {
 		t.Run(want+fmt.Sprint(len(tc.sets)), func(t *testing.T) {
 			objs := render(t, helm, "stock", tc.sets...)
 			api := mustObj(t, objs, "Deployment/stock-deployment")
-			if got := envOf(t, objs, container(t, api, "stock"))["SAGA_QUEUE_TYPE"]; got != want {
+			if got := envOf(t, objs, api, container(t, api, "stock"))["SAGA_QUEUE_TYPE"]; got != want {
 				t.Fatalf("SAGA_QUEUE_TYPE = %q, want %q", got, want)
 			}
 		})
@@ -467,5 +550,71 @@ func TestHelmChartQueueType(t *testing.T) {
 	_, err := renderErr(t, helm, "stock", "queueType=mirrored")
 	if err == nil || !strings.Contains(err.Error(), `queueType "mirrored"`) {
 		t.Fatalf("queueType=mirrored rendered, or failed without naming it: %v", err)
+	}
+}
+
+// readFile is a file of the repository, by its path from the root.
+func readFile(t *testing.T, rel string) string {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(repoRoot(t), rel))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+// No container of the chart has a URL or a password in its environment,
+// plain or from a secretKeyRef: each reads them from a mounted Secret
+// through its *_FILE variables. With an external database, the grant runs
+// only for a relay role named in database.relayRole.
+func TestHelmChartKeepsSecretsOutOfTheEnvironment(t *testing.T) {
+	helm := helmBinary(t)
+	check := func(objs map[string]obj) {
+		for key, o := range objs {
+			if o.str("kind") == "ConfigMap" {
+				for k, v := range o.strMap("data") {
+					if urlWithPassword.MatchString(v) {
+						t.Errorf("%s: %s holds a URL with a password", key, k)
+					}
+				}
+			}
+			if o.str("kind") != "Deployment" {
+				continue
+			}
+			for _, c := range append(o.objs("spec", "template", "spec", "containers"), o.objs("spec", "template", "spec", "initContainers")...) {
+				for _, e := range c.objs("env") {
+					name := e.str("name")
+					if e.get("valueFrom", "secretKeyRef") != nil {
+						t.Errorf("%s/%s: %s from a secretKeyRef: mount the Secret and read %s_FILE", key, c.str("name"), name, name)
+					}
+					if (strings.HasSuffix(name, "_URL") || strings.Contains(name, "PASSWORD")) && !strings.HasSuffix(name, "_FILE") {
+						t.Errorf("%s/%s: %s is in the environment: read it from a file", key, c.str("name"), name)
+					}
+					if urlWithPassword.MatchString(e.str("value")) {
+						t.Errorf("%s/%s: %s holds a URL with a password", key, c.str("name"), name)
+					}
+				}
+			}
+		}
+	}
+	for _, mode := range []string{"sidecar", "deployment"} {
+		check(render(t, helm, "order", "relay.mode="+mode))
+	}
+	ext := []string{"postgres.enabled=false", "database.url=postgres://app:pw@db.example:5432/orders",
+		"database.relayUrl=postgres://relay:pw@db.example:5432/orders"}
+	objs := render(t, helm, "order", ext...)
+	check(objs)
+	api := mustObj(t, objs, "Deployment/order-deployment")
+	var names []string
+	for _, c := range api.objs("spec", "template", "spec", "initContainers") {
+		names = append(names, c.str("name"))
+	}
+	if slices.Contains(names, "relay-grant") {
+		t.Errorf("external database without database.relayRole: init containers %v include relay-grant", names)
+	}
+	objs = render(t, helm, "order", append(ext, "database.relayRole=relay")...)
+	grant := container(t, mustObj(t, objs, "Deployment/order-deployment"), "relay-grant")
+	if got := fmt.Sprint(grant.get("args")); got != "[role create --role relay --table public.outbox]" {
+		t.Errorf("relay-grant args = %s", got)
 	}
 }

@@ -33,10 +33,43 @@ app.kubernetes.io/component: {{ index . 1 }}
 {{- if .Values.database.url -}}
 {{- .Values.database.url -}}
 {{- else if .Values.postgres.enabled -}}
-{{- printf "postgres://%s:%s@%s-db-service:5432/%s?sslmode=disable" .Values.postgres.user .Values.postgres.password (include "saga.name" .) .Values.postgres.db -}}
+{{- printf "postgres://%s:%s@%s-db-service:5432/%s?sslmode=disable" .Values.postgres.ownerRole (.Values.postgres.ownerPassword | urlquery) (include "saga.name" .) .Values.postgres.db -}}
 {{- else -}}
 {{- fail "database.url is required when postgres.enabled is false" -}}
 {{- end -}}
+{{- end -}}
+
+{{- define "saga.relayDatabaseURL" -}}
+{{- if .Values.database.relayUrl -}}
+{{- .Values.database.relayUrl -}}
+{{- else if and .Values.postgres.enabled (not .Values.database.url) -}}
+{{- printf "postgres://%s:%s@%s-db-service:5432/%s?sslmode=disable" .Values.postgres.relayRole (.Values.postgres.relayPassword | urlquery) (include "saga.name" .) .Values.postgres.db -}}
+{{- else -}}
+{{- include "saga.databaseURL" . -}}
+{{- end -}}
+{{- end -}}
+
+{{/* The role the grant init container gives SELECT on the outbox; empty: none. */}}
+{{- define "saga.relayRole" -}}
+{{- if .Values.database.relayRole -}}
+{{- .Values.database.relayRole -}}
+{{- else if and .Values.postgres.enabled (not .Values.database.url) (not .Values.database.relayUrl) -}}
+{{- .Values.postgres.relayRole -}}
+{{- end -}}
+{{- end -}}
+
+{{/* The pod volume of <name>-secret, read as files under /run/secrets/saga. */}}
+{{- define "saga.secretVolume" -}}
+- name: saga-secret
+  secret:
+    secretName: {{ include "saga.secretName" . }}
+    defaultMode: 0444
+{{- end -}}
+
+{{- define "saga.secretMount" -}}
+- name: saga-secret
+  mountPath: /run/secrets/saga
+  readOnly: true
 {{- end -}}
 
 {{- define "saga.image" -}}
@@ -85,16 +118,40 @@ failureThreshold: {{ $p.failureThreshold | default 3 }}
   imagePullPolicy: {{ .Values.image.pullPolicy }}
   args: [migrate]
   env:
-    - name: DATABASE_URL
-      valueFrom:
-        secretKeyRef: {name: {{ include "saga.secretName" . }}, key: DATABASE_URL}
-    - name: AMQP_URL
-      valueFrom:
-        secretKeyRef: {name: {{ include "saga.secretName" . }}, key: AMQP_URL}
+    - name: DATABASE_URL_FILE
+      value: /run/secrets/saga/DATABASE_URL
+    - name: AMQP_URL_FILE
+      value: /run/secrets/saga/AMQP_URL
     - name: LOG_FORMAT
       value: {{ .Values.logFormat | quote }}
+  volumeMounts:
+    {{- include "saga.secretMount" . | nindent 4 }}
   resources:
     {{- toYaml .Values.resources | nindent 4 }}
+  securityContext:
+    {{- toYaml .Values.securityContext | nindent 4 }}
+{{- end -}}
+
+{{/*
+The init container that grants the relay's role SELECT on the outbox, as
+the service's (owner) URL, after the migrations made it: `cdc-relay role
+create` on a role that has LOGIN REPLICATION already only grants.
+*/}}
+{{- define "saga.relayGrantContainer" -}}
+{{- $r := .Values.relay -}}
+- name: relay-grant
+  image: {{ printf "%s:%s" $r.image.repository ($r.image.tag | default .Chart.AppVersion) }}
+  imagePullPolicy: {{ $r.image.pullPolicy }}
+  args: [role, create, --role, {{ include "saga.relayRole" . | quote }}, --table, {{ $r.table | quote }}]
+  env:
+    - name: CDC_RELAY_DATABASE_URL_FILE
+      value: /run/secrets/saga/DATABASE_URL
+    - name: CDC_RELAY_LOG_FORMAT
+      value: {{ $r.logFormat | quote }}
+  volumeMounts:
+    {{- include "saga.secretMount" . | nindent 4 }}
+  resources:
+    {{- toYaml $r.resources | nindent 4 }}
   securityContext:
     {{- toYaml .Values.securityContext | nindent 4 }}
 {{- end -}}
@@ -124,12 +181,10 @@ Call: include "saga.relayContainer" (list . withReadiness asSidecar)
       containerPort: {{ $r.metricsPort }}
       protocol: TCP
   env:
-    - name: CDC_RELAY_DATABASE_URL
-      valueFrom:
-        secretKeyRef: {name: {{ include "saga.secretName" $ }}, key: RELAY_DATABASE_URL}
-    - name: CDC_RELAY_AMQP_URL
-      valueFrom:
-        secretKeyRef: {name: {{ include "saga.secretName" $ }}, key: AMQP_URL}
+    - name: CDC_RELAY_DATABASE_URL_FILE
+      value: /run/secrets/saga/RELAY_DATABASE_URL
+    - name: CDC_RELAY_AMQP_URL_FILE
+      value: /run/secrets/saga/AMQP_URL
     - name: CDC_RELAY_SLOT
       value: {{ include "saga.relaySlot" $ | quote }}
     - name: CDC_RELAY_PUBLICATION
@@ -152,6 +207,8 @@ Call: include "saga.relayContainer" (list . withReadiness asSidecar)
     - name: {{ $k }}
       value: {{ $v | quote }}
     {{- end }}
+  volumeMounts:
+    {{- include "saga.secretMount" $ | nindent 4 }}
   livenessProbe:
     {{- include "saga.probe" (list $r.probes.liveness "relay-http") | nindent 4 }}
   {{- if $withReadiness }}

@@ -299,6 +299,9 @@ func checkChart(t *testing.T, objs map[string]obj, svc, mode string) {
 		penv["SAGA_RELAY_ROLE"] != ru.User.Username() || penv["SAGA_RELAY_PASSWORD"] != rpw || penv["POSTGRES_PASSWORD"] == "" {
 		t.Errorf("postgres's roles and passwords do not match the URLs the service and relay use")
 	}
+	if su := penv["POSTGRES_USER"]; su == penv["SAGA_OWNER_ROLE"] || su == penv["SAGA_RELAY_ROLE"] {
+		t.Errorf("the superuser %s is also the owner or relay role (init-roles.sh refuses that)", su)
+	}
 
 	// Services catch only their own pods, and their target ports exist there.
 	pods := map[string]obj{}

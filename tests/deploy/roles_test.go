@@ -2,6 +2,7 @@ package deploy
 
 import (
 	"context"
+	"maps"
 	"net/url"
 	"os"
 	"os/exec"
@@ -110,6 +111,11 @@ func TestInitRolesScript(t *testing.T) {
 		"SAGA_OWNER_ROLE": owner, "SAGA_OWNER_PASSWORD_FILE": empty, "SAGA_RELAY_ROLE": relay, "SAGA_RELAY_PASSWORD_FILE": relayPW})
 	require.Error(t, err)
 	assert.Contains(t, out, "is empty")
+	same := maps.Clone(env)
+	same["SAGA_OWNER_ROLE"] = env["POSTGRES_USER"]
+	out, err = runScript(same)
+	require.Error(t, err)
+	assert.Contains(t, out, "must be three roles")
 	var n int
 	require.NoError(t, conn.QueryRow(ctx, `SELECT count(*) FROM pg_roles WHERE rolname IN ($1, $2)`, owner, relay).Scan(&n))
 	require.Zero(t, n, "a refused run made a role")

@@ -24,6 +24,10 @@ for v in POSTGRES_USER POSTGRES_DB SAGA_OWNER_ROLE SAGA_OWNER_PASSWORD_FILE SAGA
 		exit 1
 	fi
 done
+if [ "$SAGA_OWNER_ROLE" = "$POSTGRES_USER" ] || [ "$SAGA_RELAY_ROLE" = "$POSTGRES_USER" ] || [ "$SAGA_OWNER_ROLE" = "$SAGA_RELAY_ROLE" ]; then
+	echo "init-roles: POSTGRES_USER ($POSTGRES_USER), SAGA_OWNER_ROLE ($SAGA_OWNER_ROLE) and SAGA_RELAY_ROLE ($SAGA_RELAY_ROLE) must be three roles" >&2
+	exit 1
+fi
 owner_password=$(cat "$SAGA_OWNER_PASSWORD_FILE")
 relay_password=$(cat "$SAGA_RELAY_PASSWORD_FILE")
 if [ -z "$owner_password" ] || [ -z "$relay_password" ]; then

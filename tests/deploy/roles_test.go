@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -161,4 +162,53 @@ func TestInitRolesScript(t *testing.T) {
 	var pgErr *pgconn.PgError
 	require.ErrorAs(t, err, &pgErr)
 	assert.Equal(t, "42501", pgErr.Code)
+}
+
+// The project's own containers run as a non-root user on a read-only root
+// filesystem without privilege escalation, in compose and in the chart's
+// renders. The third-party images (Postgres, RabbitMQ, Prometheus,
+// Grafana) run as their images define: Postgres starts as root to own its
+// data directory, then drops to its postgres user.
+func TestContainersRunAsNonRootReadOnly(t *testing.T) {
+	dockerfile := readFile(t, "deploy/docker/Dockerfile")
+	if !regexp.MustCompile(`(?m)^FROM \S+ AS base\nCOPY [^\n]*\nUSER 65532:65532$`).MatchString(dockerfile) {
+		t.Error("deploy/docker/Dockerfile: the base stage does not set USER 65532:65532")
+	}
+	for _, m := range regexp.MustCompile(`(?m)^FROM (\S+) AS (\S+)$`).FindAllStringSubmatch(dockerfile, -1) {
+		if m[2] != "build" && m[2] != "base" && m[1] != "base" {
+			t.Errorf("Dockerfile stage %s is not FROM base (its user): FROM %s", m[2], m[1])
+		}
+	}
+	project := loadProject(t, "*")
+	for name, s := range project.Services {
+		if s.Build == nil && !strings.HasPrefix(s.Image, "kong:") {
+			continue
+		}
+		if !s.ReadOnly {
+			t.Errorf("compose %s: root filesystem is not read-only", name)
+		}
+		if !slices.Contains(s.SecurityOpt, "no-new-privileges:true") {
+			t.Errorf("compose %s: no no-new-privileges", name)
+		}
+		if s.User != "" && (s.User == "root" || strings.HasPrefix(s.User, "0")) {
+			t.Errorf("compose %s: runs as %s", name, s.User)
+		}
+	}
+
+	helm := helmBinary(t)
+	for _, mode := range []string{"sidecar", "deployment"} {
+		for key, o := range render(t, helm, "order", "relay.mode="+mode) {
+			if o.str("kind") != "Deployment" || strings.HasSuffix(key, "-db-deployment") {
+				continue
+			}
+			if o.str("spec", "template", "spec", "securityContext", "runAsNonRoot") != "true" {
+				t.Errorf("%s (%s): the pod has no runAsNonRoot", key, mode)
+			}
+			for _, c := range append(o.objs("spec", "template", "spec", "containers"), o.objs("spec", "template", "spec", "initContainers")...) {
+				if c.str("securityContext", "readOnlyRootFilesystem") != "true" || c.str("securityContext", "allowPrivilegeEscalation") != "false" {
+					t.Errorf("%s/%s (%s): not read-only without privilege escalation: %v", key, c.str("name"), mode, c.get("securityContext"))
+				}
+			}
+		}
+	}
 }

@@ -100,6 +100,10 @@ type Relay struct {
 	// streamed is set when a session reached streaming: its end restarts
 	// the backoff.
 	streamed atomic.Bool
+	// runSession runs one session (r.session); after waits between
+	// sessions (time.After). The run loop's tests replace both.
+	runSession func(context.Context) error
+	after      func(time.Duration) <-chan time.Time
 }
 
 // New returns a relay for cfg. obs may be nil.
@@ -107,13 +111,16 @@ func New(cfg config.Config, opts Options, log *slog.Logger, obs Observer) *Relay
 	if obs == nil {
 		obs = nopObserver{}
 	}
-	return &Relay{
-		cfg:  cfg,
-		opts: opts.withDefaults(),
-		log:  log.With(logkey.Component, "relay", logkey.Slot, cfg.Slot),
-		obs:  obs,
-		st:   &state{name: cfg.Name, slot: cfg.Slot, phase: PhaseStarting, reason: "starting"},
+	r := &Relay{
+		cfg:   cfg,
+		opts:  opts.withDefaults(),
+		log:   log.With(logkey.Component, "relay", logkey.Slot, cfg.Slot),
+		obs:   obs,
+		st:    &state{name: cfg.Name, slot: cfg.Slot, phase: PhaseStarting, reason: "starting"},
+		after: time.After,
 	}
+	r.runSession = r.session
+	return r
 }
 
 // Status is a snapshot for /readyz and /status.
@@ -125,7 +132,7 @@ func (r *Relay) Run(ctx context.Context) error {
 	attempt := 0
 	for {
 		r.streamed.Store(false)
-		err := r.session(ctx)
+		err := r.runSession(ctx)
 		r.st.session(nil, nil, 0)
 		r.obs.Ready(false)
 		r.obs.Blocked(false)
@@ -162,9 +169,11 @@ func (r *Relay) Run(ctx context.Context) error {
 			}
 			attempt++
 			wait = backoff(attempt, r.opts.MinBackoff, r.opts.MaxBackoff)
+			// A message the broker returned or nacked is the broker's side
+			// too, as is any error of its connection.
 			target := TargetDatabase
 			var be brokerError
-			if errors.As(err, &be) {
+			if errors.As(err, &be) || errors.As(err, &f) {
 				target = TargetBroker
 			}
 			r.obs.Reconnect(target)
@@ -185,7 +194,7 @@ func (r *Relay) Run(ctx context.Context) error {
 		case <-ctx.Done():
 			r.st.set(PhaseStopped, "stopped")
 			return nil
-		case <-time.After(wait):
+		case <-r.after(wait):
 		}
 	}
 }
@@ -359,6 +368,7 @@ func (r *Relay) session(ctx context.Context) error {
 		relations: map[uint32]*outbox.Layout{},
 		sentFlush: start,
 	}
+	s.flushed, s.beat = s.slotFlushed, s.heartbeat
 	r.st.session(tracker, pub.Open, r.cfg.HeartbeatInterval)
 
 	// The confirm loop must outlive a stop request so a stop can drain:

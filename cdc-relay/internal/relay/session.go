@@ -74,6 +74,11 @@ type session struct {
 	// (the heartbeat goroutine and the stream loop).
 	ctlMu sync.Mutex
 	ctl   *pgx.Conn
+	// flushed reads the slot's confirmed position back (slotFlushed), and
+	// beat runs one heartbeat (heartbeat): the two jobs of ctl that a stop
+	// and the heartbeat loop wait on. Unit tests replace them.
+	flushed func(ctx context.Context) (checkpoint.LSN, error)
+	beat    func(ctx context.Context) (replication.SlotHealth, error)
 
 	// relations maps the relations seen in the stream to their outbox
 	// layout: nil for every table but the outbox (and its partitions).
@@ -530,16 +535,9 @@ func (s *session) stop(failed context.Context, deadline time.Time) error {
 // confirmed position: the status update is then taken, and closing the
 // connection cannot lose it.
 func (s *session) awaitFlush(ctx context.Context, flush checkpoint.LSN) {
-	s.ctlMu.Lock()
-	defer s.ctlMu.Unlock()
 	for {
-		var lsn *string
-		err := s.ctl.QueryRow(ctx, `SELECT confirmed_flush_lsn::text FROM pg_replication_slots WHERE slot_name = $1`, s.cfg.Slot).Scan(&lsn)
-		if err != nil || lsn == nil {
-			return
-		}
-		if got, err := pglogrepl.ParseLSN(*lsn); err != nil || got >= flush {
-			return
+		if got, err := s.flushed(ctx); err != nil || got >= flush {
+			return // a slot that cannot be read back is not waited for
 		}
 		select {
 		case <-ctx.Done():
@@ -548,6 +546,24 @@ func (s *session) awaitFlush(ctx context.Context, flush checkpoint.LSN) {
 		case <-time.After(5 * time.Millisecond):
 		}
 	}
+}
+
+// errNoFlush: the slot has no confirmed position (or is gone).
+var errNoFlush = errors.New("the slot has no confirmed_flush_lsn")
+
+// slotFlushed is the slot's confirmed_flush_lsn, read on ctl.
+func (s *session) slotFlushed(ctx context.Context) (checkpoint.LSN, error) {
+	s.ctlMu.Lock()
+	defer s.ctlMu.Unlock()
+	var lsn *string
+	err := s.ctl.QueryRow(ctx, `SELECT confirmed_flush_lsn::text FROM pg_replication_slots WHERE slot_name = $1`, s.cfg.Slot).Scan(&lsn)
+	if errors.Is(err, pgx.ErrNoRows) || (err == nil && lsn == nil) {
+		return 0, errNoFlush
+	}
+	if err != nil {
+		return 0, err
+	}
+	return pglogrepl.ParseLSN(*lsn)
 }
 
 // Confirmed implements publisher.Handler.
@@ -625,7 +641,7 @@ func (s *session) heartbeats(ctx context.Context) error {
 			return nil
 		case <-tick.C:
 		}
-		h, err := s.heartbeat(ctx)
+		h, err := s.beat(ctx)
 		if err != nil {
 			if ctx.Err() != nil {
 				return nil

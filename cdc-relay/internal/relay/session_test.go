@@ -25,6 +25,7 @@ type fakeStream struct {
 	msgs     []replication.Message
 	statuses []status
 	sendErr  error
+	recvErr  error // once msgs are out: returned instead of a timeout
 }
 
 type status struct{ write, flush replication.LSN }
@@ -34,6 +35,9 @@ func (f *fakeStream) Receive(ctx context.Context, _ time.Time) (replication.Mess
 		return nil, err
 	}
 	if len(f.msgs) == 0 {
+		if f.recvErr != nil {
+			return nil, f.recvErr
+		}
 		return nil, replication.ErrTimeout
 	}
 	m := f.msgs[0]

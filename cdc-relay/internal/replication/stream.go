@@ -235,7 +235,13 @@ func (s *Stream) ended(parent context.Context, what string) error {
 	defer cancel()
 	for range 4 {
 		raw, err := s.conn.ReceiveMessage(ctx)
+		// pgconn returns a FATAL ErrorResponse (what a shutting-down
+		// server sends) as the error of the read, having closed the
+		// connection; any other arrives as a message.
+		var pgErr *pgconn.PgError
 		switch {
+		case errors.As(err, &pgErr):
+			return fmt.Errorf("%w (%s): %w", ErrStreamEnded, what, pgErr)
 		case err != nil && ctx.Err() == nil:
 			return fmt.Errorf("%w (%s, then it closed the connection: the server is shutting down or restarting)", ErrStreamEnded, what)
 		case err != nil:

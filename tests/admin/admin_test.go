@@ -17,9 +17,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jackc/pglogrepl"
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -91,30 +89,6 @@ func TestUnreachableDatabaseExitsOne(t *testing.T) {
 	assert.Contains(t, r.stderr, "cdc-relay: list slots: connect to database:")
 }
 
-// holdSlot streams slot on a replication connection, as a relay does.
-func holdSlot(t *testing.T, dbURL, slot string) {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	cfg, err := pgconn.ParseConfig(dbURL)
-	require.NoError(t, err)
-	cfg.RuntimeParams["replication"] = "database"
-	conn, err := pgconn.ConnectConfig(ctx, cfg)
-	require.NoError(t, err)
-	t.Cleanup(func() { _ = conn.Close(context.Background()) })
-	require.NoError(t, pglogrepl.StartReplication(ctx, conn, slot, 0, pglogrepl.StartReplicationOptions{
-		PluginArgs: []string{"proto_version '1'", "publication_names 'cdc_relay_outbox'"},
-	}))
-	db, err := pgx.Connect(ctx, dbURL)
-	require.NoError(t, err)
-	defer db.Close(context.Background())
-	require.Eventually(t, func() bool {
-		var active bool
-		require.NoError(t, db.QueryRow(ctx, `SELECT active FROM pg_replication_slots WHERE slot_name = $1`, slot).Scan(&active))
-		return active
-	}, 10*time.Second, 50*time.Millisecond)
-}
-
 // TestSlotScript is the life of a slot as an operator's script sees it.
 func TestSlotScript(t *testing.T) {
 	t.Parallel()
@@ -156,7 +130,7 @@ func TestSlotScript(t *testing.T) {
 	r = cdcRelay(t, env, "slot", "advance", "--to", "now")
 	assert.Equal(t, 0, r.code, "%s", r)
 
-	holdSlot(t, dbURL, slot)
+	testenv.HoldSlot(t, dbURL, slot)
 	r = cdcRelay(t, env, "slot", "drop")
 	assert.Equal(t, 1, r.code, "%s", r)
 	assert.Contains(t, r.stderr, "refused: it is active")

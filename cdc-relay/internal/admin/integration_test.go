@@ -11,9 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jackc/pglogrepl"
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgconn"
 	amqp "github.com/rabbitmq/amqp091-go"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -80,28 +78,6 @@ func findSlot(slots []admin.SlotInfo, name string) *admin.SlotInfo {
 	return nil
 }
 
-// holdSlot streams slot on a replication connection, as a relay does, so
-// the slot is active until the connection is closed or terminated.
-func holdSlot(t *testing.T, dbURL, slot string) {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	cfg, err := pgconn.ParseConfig(dbURL)
-	require.NoError(t, err)
-	cfg.RuntimeParams["replication"] = "database"
-	conn, err := pgconn.ConnectConfig(ctx, cfg)
-	require.NoError(t, err)
-	t.Cleanup(func() { _ = conn.Close(context.Background()) })
-	require.NoError(t, pglogrepl.StartReplication(ctx, conn, slot, 0, pglogrepl.StartReplicationOptions{
-		PluginArgs: []string{"proto_version '1'", "publication_names 'cdc_relay_outbox'"},
-	}))
-	env := map[string]string{"CDC_RELAY_DATABASE_URL": dbURL}
-	require.Eventually(t, func() bool {
-		s := findSlot(decode[[]admin.SlotInfo](t, run(t, env, "slot", "list", "--json").ok(t)), slot)
-		return s != nil && s.Active
-	}, 10*time.Second, 50*time.Millisecond, "slot %s did not become active", slot)
-}
-
 func TestSlotCommands(t *testing.T) {
 	t.Parallel()
 	dbURL := testenv.NewOutboxDatabase(t)
@@ -149,7 +125,7 @@ func TestSlotCommands(t *testing.T) {
 
 	// An active slot: create accepts it, advance and drop refuse, drop
 	// --force terminates the walsender.
-	holdSlot(t, dbURL, slot)
+	testenv.HoldSlot(t, dbURL, slot)
 	assert.False(t, decode[admin.SlotCreated](t, run(t, env, "slot", "create", "--json").ok(t)).Created)
 	busy := run(t, env, "slot", "advance", "--to", "now")
 	assert.ErrorIs(t, busy.err, admin.ErrRefused)

@@ -21,8 +21,8 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/saga-cdc/saga/tests/proctest"
-	"github.com/saga-cdc/saga/tests/testenv"
+	"github.com/saga-cdc/saga/tests/helpers/proctest"
+	"github.com/saga-cdc/saga/tests/helpers/testenv"
 )
 
 var relayBin string

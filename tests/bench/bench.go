@@ -3,7 +3,7 @@
 // as a table and as docs/benchmarks.md.
 //
 // Every step runs on its own database, slots, exchange and queues
-// (tests/testenv), removed at the end of the step. The relay is the built
+// (tests/helpers/testenv), removed at the end of the step. The relay is the built
 // binary, configured by environment as in production; its CPU time and
 // peak RSS come from /proc/<pid>.
 //
@@ -19,7 +19,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/saga-cdc/saga/tests/testenv"
+	"github.com/saga-cdc/saga/tests/helpers/testenv"
 )
 
 // Config sizes a run.

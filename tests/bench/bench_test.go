@@ -16,7 +16,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/saga-cdc/saga/tests/testenv"
+	"github.com/saga-cdc/saga/tests/helpers/testenv"
 )
 
 var docPath = flag.String("bench.doc", filepath.Join("..", "..", "docs", "benchmarks.md"),

@@ -11,7 +11,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/saga-cdc/saga/tests/testenv"
+	"github.com/saga-cdc/saga/tests/helpers/testenv"
 )
 
 // profile drains a batched backlog again with the pprof variant of the

@@ -17,7 +17,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/saga-cdc/saga/tests/proctest"
+	"github.com/saga-cdc/saga/tests/helpers/proctest"
 )
 
 // clockTicks is USER_HZ, the unit of utime and stime in /proc/<pid>/stat:

@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/saga-cdc/saga/tests/testenv"
+	"github.com/saga-cdc/saga/tests/helpers/testenv"
 )
 
 // CeilingRun is one burst: the broker's rate for messages of one shape,

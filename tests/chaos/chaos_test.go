@@ -22,9 +22,9 @@ import (
 	amqp "github.com/rabbitmq/amqp091-go"
 	"github.com/stretchr/testify/require"
 
-	"github.com/saga-cdc/saga/tests/relaytest"
-	"github.com/saga-cdc/saga/tests/tcpproxy"
-	"github.com/saga-cdc/saga/tests/testenv"
+	"github.com/saga-cdc/saga/tests/helpers/relaytest"
+	"github.com/saga-cdc/saga/tests/helpers/tcpproxy"
+	"github.com/saga-cdc/saga/tests/helpers/testenv"
 )
 
 // The run's size and seed: SAGA_CHAOS_ORDERS orders (300 by default, the

@@ -15,7 +15,7 @@ import (
 	"github.com/chromedp/cdproto/runtime"
 	"github.com/chromedp/chromedp"
 
-	"github.com/saga-cdc/saga/tests/proctest"
+	"github.com/saga-cdc/saga/tests/helpers/proctest"
 )
 
 // TestDashboardInChromium runs the demo (make demo, without Docker), opens

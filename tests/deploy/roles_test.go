@@ -19,7 +19,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/saga-cdc/saga/migrations"
-	"github.com/saga-cdc/saga/tests/testenv"
+	"github.com/saga-cdc/saga/tests/helpers/testenv"
 )
 
 // urlWithPassword is a URL that carries a password (scheme://user:pw@).

@@ -20,8 +20,8 @@ import (
 	amqp "github.com/rabbitmq/amqp091-go"
 	"github.com/stretchr/testify/require"
 
-	"github.com/saga-cdc/saga/tests/proctest"
-	"github.com/saga-cdc/saga/tests/testenv"
+	"github.com/saga-cdc/saga/tests/helpers/proctest"
+	"github.com/saga-cdc/saga/tests/helpers/testenv"
 )
 
 // binDir holds the binaries built once by TestMain.

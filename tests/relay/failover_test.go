@@ -14,8 +14,8 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/saga-cdc/saga/migrations"
-	"github.com/saga-cdc/saga/tests/relaytest"
-	"github.com/saga-cdc/saga/tests/testenv"
+	"github.com/saga-cdc/saga/tests/helpers/relaytest"
+	"github.com/saga-cdc/saga/tests/helpers/testenv"
 )
 
 // failoverFixture is a primary and a standby of one major, an outbox

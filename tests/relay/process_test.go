@@ -15,7 +15,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/saga-cdc/saga/tests/proctest"
+	"github.com/saga-cdc/saga/tests/helpers/proctest"
 )
 
 var relayBin string

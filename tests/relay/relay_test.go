@@ -18,8 +18,8 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/saga-cdc/saga/tests/relaytest"
-	"github.com/saga-cdc/saga/tests/testenv"
+	"github.com/saga-cdc/saga/tests/helpers/relaytest"
+	"github.com/saga-cdc/saga/tests/helpers/testenv"
 )
 
 const (

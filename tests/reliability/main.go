@@ -22,7 +22,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/saga-cdc/saga/tests/relaytest"
+	"github.com/saga-cdc/saga/tests/helpers/relaytest"
 )
 
 func main() {

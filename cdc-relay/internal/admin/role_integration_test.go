@@ -17,7 +17,7 @@ import (
 	"github.com/saga-cdc/saga/cdc-relay/internal/admin"
 	"github.com/saga-cdc/saga/cdc-relay/internal/config"
 	"github.com/saga-cdc/saga/cdc-relay/internal/relay"
-	"github.com/saga-cdc/saga/tests/testenv"
+	"github.com/saga-cdc/saga/tests/helpers/testenv"
 )
 
 // asRole is dbURL with another user (the test server trusts local

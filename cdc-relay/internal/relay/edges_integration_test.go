@@ -17,9 +17,9 @@ import (
 
 	"github.com/saga-cdc/saga/cdc-relay/internal/config"
 	"github.com/saga-cdc/saga/cdc-relay/internal/relay"
-	"github.com/saga-cdc/saga/tests/relaytest"
-	"github.com/saga-cdc/saga/tests/tcpproxy"
-	"github.com/saga-cdc/saga/tests/testenv"
+	"github.com/saga-cdc/saga/tests/helpers/relaytest"
+	"github.com/saga-cdc/saga/tests/helpers/tcpproxy"
+	"github.com/saga-cdc/saga/tests/helpers/testenv"
 )
 
 // exec runs SQL on dbURL.

@@ -15,8 +15,8 @@ import (
 	"github.com/saga-cdc/saga/cdc-relay/internal/config"
 	"github.com/saga-cdc/saga/cdc-relay/internal/relay"
 	"github.com/saga-cdc/saga/migrations"
-	"github.com/saga-cdc/saga/tests/relaytest"
-	"github.com/saga-cdc/saga/tests/testenv"
+	"github.com/saga-cdc/saga/tests/helpers/relaytest"
+	"github.com/saga-cdc/saga/tests/helpers/testenv"
 )
 
 // The fault tests' load: writers in transactions of up to faultTxn rows, a

@@ -14,9 +14,9 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/saga-cdc/saga/cdc-relay/internal/config"
-	"github.com/saga-cdc/saga/tests/relaytest"
-	"github.com/saga-cdc/saga/tests/tcpproxy"
-	"github.com/saga-cdc/saga/tests/testenv"
+	"github.com/saga-cdc/saga/tests/helpers/relaytest"
+	"github.com/saga-cdc/saga/tests/helpers/tcpproxy"
+	"github.com/saga-cdc/saga/tests/helpers/testenv"
 )
 
 // The stream paused (a proxy that stops forwarding between the relay and

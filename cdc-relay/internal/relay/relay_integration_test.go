@@ -22,10 +22,10 @@ import (
 	"github.com/saga-cdc/saga/cdc-relay/internal/httpserver"
 	"github.com/saga-cdc/saga/cdc-relay/internal/metrics"
 	"github.com/saga-cdc/saga/cdc-relay/internal/relay"
-	"github.com/saga-cdc/saga/tests/proctest"
-	"github.com/saga-cdc/saga/tests/relaytest"
-	"github.com/saga-cdc/saga/tests/tcpproxy"
-	"github.com/saga-cdc/saga/tests/testenv"
+	"github.com/saga-cdc/saga/tests/helpers/proctest"
+	"github.com/saga-cdc/saga/tests/helpers/relaytest"
+	"github.com/saga-cdc/saga/tests/helpers/tcpproxy"
+	"github.com/saga-cdc/saga/tests/helpers/testenv"
 )
 
 // env is one test's database, exchange and slot, and a relay on them.

@@ -18,9 +18,9 @@ import (
 	"github.com/saga-cdc/saga/cdc-relay/internal/fault"
 	"github.com/saga-cdc/saga/cdc-relay/internal/relay"
 	"github.com/saga-cdc/saga/migrations"
-	"github.com/saga-cdc/saga/tests/relaytest"
-	"github.com/saga-cdc/saga/tests/tcpproxy"
-	"github.com/saga-cdc/saga/tests/testenv"
+	"github.com/saga-cdc/saga/tests/helpers/relaytest"
+	"github.com/saga-cdc/saga/tests/helpers/tcpproxy"
+	"github.com/saga-cdc/saga/tests/helpers/testenv"
 )
 
 // tlsSetup is a Postgres of the test's own with ssl=on and a certificate

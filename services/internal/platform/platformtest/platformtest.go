@@ -1,5 +1,5 @@
 // Package platformtest runs a saga service in-process for integration
-// tests, on a database, exchange and queues of its own (tests/testenv), and
+// tests, on a database, exchange and queues of its own (tests/helpers/testenv), and
 // plays the relay's part by publishing messages straight to RabbitMQ.
 package platformtest
 
@@ -18,8 +18,8 @@ import (
 
 	"github.com/saga-cdc/saga/cdc-relay/event"
 	"github.com/saga-cdc/saga/services/internal/platform"
-	"github.com/saga-cdc/saga/tests/proctest"
-	"github.com/saga-cdc/saga/tests/testenv"
+	"github.com/saga-cdc/saga/tests/helpers/proctest"
+	"github.com/saga-cdc/saga/tests/helpers/testenv"
 )
 
 // RunFunc is a service's run function (cmd/<name>.run).

@@ -46,7 +46,7 @@ func TestDashboardInChromium(t *testing.T) {
 	gw := strings.TrimRight(os.Getenv("SAGA_DASHBOARD_URL"), "/")
 	fresh := gw == ""
 	if fresh {
-		startDemo(t)
+		startDemo(t, "")
 		gw = "http://127.0.0.1:8080"
 	}
 

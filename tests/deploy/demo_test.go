@@ -2,6 +2,7 @@ package deploy
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -29,13 +30,22 @@ var demoPorts = []int{8000, 8001, 8002, 8080, 9401, 9402, 9403}
 // TestDemoEndToEnd runs `make demo` without Docker, drives one order to
 // payment_confirmed through the gateway on :8080, and runs `make demo-down`.
 // The demo gets a random name, so its databases, slots, exchange and queues
-// are its own; the test drops them all at the end.
+// are its own; the test drops them all at the end. It listens on a
+// specific address (SAGA_DEMO_HOST=127.0.0.2): the health checks, the
+// gateway's upstreams and the printed URLs follow it, and nothing listens
+// on 127.0.0.1 (the dashboard test runs the default address).
 func TestDemoEndToEnd(t *testing.T) {
-	d := startDemo(t)
+	d := startDemo(t, "127.0.0.2")
 	name, start := d.name, d.started
 
 	client := &http.Client{Timeout: 10 * time.Second}
-	const gw = "http://127.0.0.1:8080"
+	gw := "http://127.0.0.2:8080"
+	for _, p := range demoPorts {
+		if c, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", p), time.Second); err == nil {
+			c.Close()
+			t.Errorf("SAGA_DEMO_HOST=127.0.0.2, yet 127.0.0.1:%d answers", p)
+		}
+	}
 
 	// A preflight is answered by the gateway like Kong's cors plugin.
 	req, _ := http.NewRequest(http.MethodOptions, gw+"/order/api/v1/orders/", nil)
@@ -136,6 +146,8 @@ type demo struct {
 	// root, env and state run demo.sh on this demo again.
 	root, state string
 	env         []string
+	// host is the address it listens on.
+	host string
 }
 
 // pids reads the demo's pid files.
@@ -159,8 +171,13 @@ func (d *demo) pids(t *testing.T) map[string]string {
 //
 // The demo listens on fixed ports, so the tests that call it must not run in
 // parallel: they live in this package, and none calls t.Parallel.
-func startDemo(t *testing.T) *demo {
+// host is SAGA_DEMO_HOST: "" for the default, 127.0.0.1.
+func startDemo(t *testing.T, host string) *demo {
 	t.Helper()
+	dial := host
+	if dial == "" {
+		dial = "127.0.0.1"
+	}
 	if testing.Short() {
 		t.Skip("-short: the demo test starts Postgres, RabbitMQ and seven processes")
 	}
@@ -169,7 +186,7 @@ func startDemo(t *testing.T) *demo {
 	}
 	var busy []string
 	for _, p := range demoPorts {
-		if c, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", p), time.Second); err == nil {
+		if c, err := net.DialTimeout("tcp", fmt.Sprintf("%s:%d", dial, p), time.Second); err == nil {
 			c.Close()
 			busy = append(busy, fmt.Sprint(p))
 		}
@@ -184,7 +201,7 @@ func startDemo(t *testing.T) *demo {
 	_, _ = rand.Read(rnd[:])
 	name := "sagademo_" + hex.EncodeToString(rnd[:])
 	state := t.TempDir()
-	env := append(os.Environ(), "SAGA_DEMO_MODE=local", "SAGA_DEMO_NAME="+name, "SAGA_DEMO_DIR="+state)
+	env := append(os.Environ(), "SAGA_DEMO_MODE=local", "SAGA_DEMO_NAME="+name, "SAGA_DEMO_DIR="+state, "SAGA_DEMO_HOST="+host)
 	if pg, mq := os.Getenv("SAGA_TEST_PG_URL"), os.Getenv("SAGA_TEST_AMQP_URL"); pg != "" && mq != "" {
 		env = append(env, "SAGA_DEMO_PG_URL="+pg, "SAGA_DEMO_AMQP_URL="+mq)
 	}
@@ -211,7 +228,7 @@ func startDemo(t *testing.T) *demo {
 			t.Errorf("make demo-down: %v\n%s", err, out)
 		}
 		for _, p := range demoPorts {
-			if c, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", p), time.Second); err == nil {
+			if c, err := net.DialTimeout("tcp", fmt.Sprintf("%s:%d", dial, p), time.Second); err == nil {
 				c.Close()
 				t.Errorf("port %d still answers after make demo-down", p)
 			}
@@ -222,11 +239,11 @@ func startDemo(t *testing.T) *demo {
 	start := time.Now()
 	if out, err := command(root, env, "make", append(makeArgs, "demo")...); err != nil {
 		t.Fatalf("make demo: %v\n%s", err, out)
-	} else if !strings.Contains(string(out), "http://localhost:8080") {
-		t.Errorf("make demo did not print the gateway URL:\n%s", out)
+	} else if shown := map[string]string{"": "localhost", "127.0.0.1": "localhost"}[host]; !strings.Contains(string(out), "http://"+cmp.Or(shown, host)+":8080") {
+		t.Errorf("make demo did not print the gateway URL on %s:\n%s", cmp.Or(shown, host), out)
 	}
 	t.Logf("make demo took %s", time.Since(start).Round(time.Second))
-	return &demo{name: name, started: start, root: root, state: state, env: env}
+	return &demo{name: name, started: start, root: root, state: state, env: env, host: dial}
 }
 
 // demoMakeArgs runs the demo targets through the Makefile when it includes

@@ -17,7 +17,7 @@ func TestTestsLayout(t *testing.T) {
 		t.Fatal(err)
 	}
 	listed := map[string]bool{}
-	for _, m := range regexp.MustCompile("(?m)^\\| (tests/[a-z0-9/]+) \\|").FindAllSubmatch(readme, -1) {
+	for _, m := range regexp.MustCompile(`(?m)^\| (tests/[a-z0-9/]+) \|`).FindAllSubmatch(readme, -1) {
 		listed[string(m[1])] = true
 	}
 	dirs := func(rel string) []string {

@@ -15,6 +15,13 @@ import (
 	"time"
 
 	"github.com/gin-gonic/gin"
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/saga-cdc/saga/internal/tracing"
 )
 
 // MaxBodyBytes is the largest request body accepted (1 MiB,
@@ -36,7 +43,7 @@ func NewRouter(logger *slog.Logger) *gin.Engine {
 	r.RedirectTrailingSlash = true
 	r.RedirectFixedPath = false
 	r.HandleMethodNotAllowed = true
-	r.Use(requestLogger(logger), recovery(logger))
+	r.Use(traceRequests(), requestLogger(logger), recovery(logger))
 	r.NoMethod(func(c *gin.Context) {
 		c.JSON(http.StatusMethodNotAllowed, gin.H{"detail": fmt.Sprintf("Method %q not allowed.", c.Request.Method)})
 	})
@@ -216,4 +223,35 @@ func List[T any](list func(ctx context.Context) ([]T, error), logger *slog.Logge
 func ServerError(c *gin.Context, logger *slog.Logger, err error) {
 	logger.Error("http request failed", "method", c.Request.Method, "path", c.Request.URL.Path, LogError, err)
 	c.JSON(http.StatusInternalServerError, gin.H{"detail": "A server error occurred."})
+}
+
+// traceRequests records a server span per request (tracing on), a child of
+// the caller's traceparent if it sent one; the handlers' context carries
+// it, so that the outbox rows they write carry its trace context.
+func traceRequests() gin.HandlerFunc {
+	return func(c *gin.Context) {
+		tracer := tracing.Tracer()
+		ctx := otel.GetTextMapPropagator().Extract(c.Request.Context(), propagation.HeaderCarrier(c.Request.Header))
+		route := c.FullPath()
+		name := c.Request.Method
+		if route != "" {
+			name += " " + route
+		}
+		ctx, span := tracer.Start(ctx, name, trace.WithSpanKind(trace.SpanKindServer))
+		defer span.End()
+		if !span.IsRecording() {
+			c.Request = c.Request.WithContext(ctx)
+			c.Next()
+			return
+		}
+		span.SetAttributes(attribute.String("http.request.method", c.Request.Method),
+			attribute.String("url.path", c.Request.URL.Path), attribute.String("http.route", route))
+		c.Request = c.Request.WithContext(ctx)
+		c.Next()
+		status := c.Writer.Status()
+		span.SetAttributes(attribute.Int("http.response.status_code", status))
+		if status >= 500 {
+			span.SetStatus(codes.Error, http.StatusText(status))
+		}
+	}
 }

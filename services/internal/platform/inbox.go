@@ -13,8 +13,12 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 	amqp "github.com/rabbitmq/amqp091-go"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/saga-cdc/saga/cdc-relay/event"
+	"github.com/saga-cdc/saga/internal/tracing"
 )
 
 // ErrUnprocessable marks a message that no retry can process (not JSON, a
@@ -241,6 +245,21 @@ const (
 	OutcomeRetry                    // transient failure: requeue after a backoff
 )
 
+// String names the outcome: ack, duplicate, reject, retry.
+func (o Outcome) String() string {
+	switch o {
+	case OutcomeAck:
+		return "ack"
+	case OutcomeDuplicate:
+		return "duplicate"
+	case OutcomeReject:
+		return "reject"
+	case OutcomeRetry:
+		return "retry"
+	}
+	return fmt.Sprintf("Outcome(%d)", int(o))
+}
+
 func (c *Consumer) deliver(ctx context.Context, d amqp.Delivery, retries *backoff, dead *deadLetterer) {
 	msg := Delivery{
 		MessageID:  MessageID(d.MessageId, d.Headers),
@@ -287,7 +306,31 @@ func (c *Consumer) deliver(ctx context.Context, d amqp.Delivery, retries *backof
 
 // Handle runs msg through the inbox and the handler in one transaction and
 // says what to do with it. It is the consumer's core, exported for tests.
+// With tracing on, it records a span per message, a child of the trace
+// context the message's headers carry, with the inbox's dedup result; the
+// outbox rows the handler writes carry that span's context on.
 func (c *Consumer) Handle(ctx context.Context, msg Delivery) (Outcome, error) {
+	ctx, span := tracing.Tracer().Start(tracing.Extract(ctx, msg.Headers), "process "+c.Queue,
+		trace.WithSpanKind(trace.SpanKindConsumer), trace.WithAttributes(
+			attribute.String("messaging.system", "rabbitmq"),
+			attribute.String("messaging.operation.type", "process"),
+			attribute.String("messaging.destination.name", c.Queue),
+			attribute.String("messaging.message.id", msg.MessageID),
+			attribute.String("messaging.rabbitmq.destination.routing_key", msg.RoutingKey),
+			attribute.String("saga.event_type", msg.Type)))
+	defer span.End()
+	out, err := c.handle(ctx, msg)
+	if span.IsRecording() {
+		span.SetAttributes(attribute.String("saga.outcome", out.String()), attribute.Bool("saga.inbox.duplicate", out == OutcomeDuplicate))
+		if err != nil {
+			span.RecordError(err)
+			span.SetStatus(codes.Error, err.Error())
+		}
+	}
+	return out, err
+}
+
+func (c *Consumer) handle(ctx context.Context, msg Delivery) (Outcome, error) {
 	if msg.MessageID == "" {
 		return OutcomeReject, Unprocessable("no message_id property and no %s header", event.HeaderDopMsgID)
 	}

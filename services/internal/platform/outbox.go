@@ -10,6 +10,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/saga-cdc/saga/cdc-relay/event"
+	"github.com/saga-cdc/saga/internal/tracing"
 )
 
 // Execer is the one method the outbox writer needs: a pgx.Tx has it. Taking a
@@ -56,13 +57,17 @@ func (w OutboxWriter) Write(ctx context.Context, tx Execer, m Message) (string, 
 	if w.Now != nil {
 		now = w.Now
 	}
-	headers, err := json.Marshal(map[string]string{
+	hdrs := map[string]string{
 		event.HeaderDopMsgID:          id,
 		event.HeaderDopMsgDestination: "/exchange/" + w.Exchange + "/" + m.RoutingKey,
 		event.HeaderDopMsgType:        event.DopMsgTypePublished,
 		// Django's DjangoJSONEncoder format: ISO-8601, milliseconds, "Z".
 		event.HeaderDopMsgSentTime: now().UTC().Format("2006-01-02T15:04:05.000Z"),
-	})
+	}
+	// With tracing on, traceparent (and tracestate) of the request's or
+	// the consumed message's span: the relay copies them to the message.
+	tracing.Inject(ctx, hdrs)
+	headers, err := json.Marshal(hdrs)
 	if err != nil {
 		return "", fmt.Errorf("encode %s headers: %w", m.EventType, err)
 	}

@@ -16,6 +16,7 @@ import (
 	amqp "github.com/rabbitmq/amqp091-go"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/saga-cdc/saga/internal/tracing"
 	"github.com/saga-cdc/saga/migrations"
 )
 
@@ -52,7 +53,7 @@ func Run(ctx context.Context, svc Service, args []string, getenv func(string) st
 	fs.Usage = func() {
 		fmt.Fprintf(stdout, "usage: %s [migrate]\n\nConfigured by the environment: DATABASE_URL, AMQP_URL, HTTP_ADDR (default %s),\n"+
 			"SAGA_EXCHANGE, SAGA_QUEUE_PREFIX, CONSUMER_PREFETCH, OUTBOX_RETENTION, INBOX_RETENTION,\n"+
-			"RETENTION_INTERVAL, SHUTDOWN_TIMEOUT, LOG_LEVEL, LOG_FORMAT (see docs/services.md).\n", svc.Name, svc.DefaultAddr)
+			"RETENTION_INTERVAL, SHUTDOWN_TIMEOUT, LOG_LEVEL, LOG_FORMAT, OTEL_EXPORTER_OTLP_ENDPOINT (see docs/services.md).\n", svc.Name, svc.DefaultAddr)
 	}
 	if len(args) > 0 {
 		args = args[1:]
@@ -77,6 +78,18 @@ func Run(ctx context.Context, svc Service, args []string, getenv func(string) st
 		return fmt.Errorf("configuration: %w", err)
 	}
 	logger := NewLogger(stdout, cfg.LogLevel, cfg.LogFormat).With(LogService, svc.Name)
+	tr, err := tracing.Setup(ctx, getenv, svc.Name)
+	if err != nil {
+		return fmt.Errorf("configuration: %w", err)
+	}
+	defer func() {
+		if err := tr.Shutdown(context.WithoutCancel(ctx)); err != nil {
+			logger.Warn("flushing the last spans", LogError, err)
+		}
+	}()
+	if tr.Enabled {
+		logger.Info("tracing on: spans are exported over OTLP/HTTP", "otlp_endpoint", tr.Endpoint)
+	}
 
 	if err := migrateWithRetry(ctx, logger, cfg.DatabaseURL, svc.Migrations); err != nil {
 		return err

@@ -44,7 +44,7 @@ func threeSagas(t *testing.T, s *System) (success, denied, notReserved Order, st
 // cluster wants; RabbitMQ 3.10 runs them on one node too.
 func TestSagasOnQuorumQueues(t *testing.T) {
 	t.Parallel()
-	s := StartSystemWith(t, map[string]string{"SAGA_QUEUE_TYPE": "quorum"})
+	s := StartSystemWith(t, map[string]string{"SAGA_QUEUE_TYPE": "quorum"}, nil)
 	threeSagas(t, s)
 	conn, err := amqp.Dial(s.AMQPURL)
 	require.NoError(t, err)

@@ -83,12 +83,12 @@ func (p *Process) Logs() string { return p.logs.String() }
 // StartSystem starts the whole saga and returns once every relay streams.
 func StartSystem(t *testing.T) *System {
 	t.Helper()
-	return StartSystemWith(t, nil)
+	return StartSystemWith(t, nil, nil)
 }
 
 // StartSystemWith is StartSystem with extra environment for the services
-// (SAGA_QUEUE_TYPE, say).
-func StartSystemWith(t *testing.T, serviceEnv map[string]string) *System {
+// (SAGA_QUEUE_TYPE, say) and for the relays.
+func StartSystemWith(t *testing.T, serviceEnv, relayEnv map[string]string) *System {
 	t.Helper()
 	if buildErr != nil {
 		t.Fatal(buildErr)
@@ -136,14 +136,18 @@ func StartSystemWith(t *testing.T, serviceEnv map[string]string) *System {
 		slot := testenv.RandomName("t_slot_")
 		// Registered before the relay starts, so it runs after the relay stops.
 		t.Cleanup(func() { testenv.DropSlot(t, db, slot) })
-		relay := startProcess(t, "relay-"+name, []string{"cdc-relay", "run"}, map[string]string{
+		env := map[string]string{
 			"CDC_RELAY_DATABASE_URL":       db,
 			"CDC_RELAY_AMQP_URL":           amqpURL,
 			"CDC_RELAY_SLOT":               slot,
 			"CDC_RELAY_EXCHANGE":           s.Exchange,
 			"CDC_RELAY_HTTP_ADDR":          "127.0.0.1:0",
 			"CDC_RELAY_HEARTBEAT_INTERVAL": "1s",
-		}, false)
+		}
+		for k, v := range relayEnv {
+			env[k] = v
+		}
+		relay := startProcess(t, "relay-"+name, []string{"cdc-relay", "run"}, env, false)
 		waitSlotActive(t, relay, db, slot)
 	}
 	return s

@@ -28,6 +28,7 @@ import (
 	"github.com/saga-cdc/saga/cdc-relay/internal/metrics"
 	"github.com/saga-cdc/saga/cdc-relay/internal/relay"
 	"github.com/saga-cdc/saga/internal/logkey"
+	"github.com/saga-cdc/saga/internal/tracing"
 )
 
 func main() {
@@ -106,11 +107,27 @@ func runRelay(ctx context.Context, args []string, getenv func(string) string, st
 	}
 	// HTTP and logging are per process: the first entry carries them.
 	log := newLogger(cfgs[0], stdout)
+	// Tracing (off unless OTEL_EXPORTER_OTLP_ENDPOINT is set): a span per
+	// published message, from its commit to the broker's confirm.
+	tr, err := tracing.Setup(ctx, getenv, "cdc-relay")
+	if err != nil {
+		return usageError(fmt.Errorf("config: %w", err))
+	}
+	defer func() {
+		if err := tr.Shutdown(context.WithoutCancel(ctx)); err != nil {
+			log.Warn("flushing the last spans", logkey.Error, err)
+		}
+	}()
+	var opts relay.Options
+	if tr.Enabled {
+		opts.Tracer = tracing.Tracer()
+		log.Info("tracing on: a span per published message, exported over OTLP/HTTP", "otlp_endpoint", tr.Endpoint)
+	}
 	reg := metrics.NewRegistry()
 	relays := make([]*relay.Relay, len(cfgs))
 	for i, cfg := range cfgs {
 		log.Info("starting cdc-relay", "version", version(), "config", cfg)
-		relays[i] = relay.New(cfg, relay.Options{}, log, reg.Relay(cfg.Slot))
+		relays[i] = relay.New(cfg, opts, log, reg.Relay(cfg.Slot))
 	}
 	statuses := func() []relay.Status {
 		out := make([]relay.Status, len(relays))

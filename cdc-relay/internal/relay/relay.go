@@ -19,6 +19,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	amqp "github.com/rabbitmq/amqp091-go"
+	"go.opentelemetry.io/otel/trace"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/saga-cdc/saga/cdc-relay/internal/checkpoint"
@@ -68,6 +69,8 @@ type Options struct {
 	MaxBackoff   time.Duration // cap of the exponential backoff (default 2s)
 	StandbyPoll  time.Duration // how often a standby tries to take the slot (default 1s)
 	DrainTimeout time.Duration // how long a stop waits for confirms (default 15s)
+	// Tracer records a span per published message; nil: no spans.
+	Tracer trace.Tracer
 }
 
 func (o Options) withDefaults() Options {
@@ -369,6 +372,7 @@ func (r *Relay) session(ctx context.Context) error {
 		sentFlush: start,
 	}
 	s.flushed, s.beat = s.slotFlushed, s.heartbeat
+	s.spans = newSpanSet(r.opts.Tracer, r.cfg.Slot)
 	r.st.session(tracker, pub.Open, r.cfg.HeartbeatInterval)
 
 	// The confirm loop must outlive a stop request so a stop can drain:
@@ -406,6 +410,9 @@ func (r *Relay) session(ctx context.Context) error {
 		return s.run(ctx, gctx)
 	})
 	err = g.Wait()
+	if s.spans != nil {
+		s.spans.endAll("not confirmed before the session ended: published again by the next one")
+	}
 	p := tracker.Positions()
 	r.mem.confirmed(p)
 	r.mem.sessionConfirmed(p.Confirmed, sys.ID)

@@ -79,6 +79,11 @@ type session struct {
 	// and the heartbeat loop wait on. Unit tests replace them.
 	flushed func(ctx context.Context) (checkpoint.LSN, error)
 	beat    func(ctx context.Context) (replication.SlotHealth, error)
+	// spans are the published messages' spans (tracing on), else nil; at
+	// is the WAL position of the insert being published (0 for a row of
+	// the first start's snapshot).
+	spans *spanSet
+	at    checkpoint.LSN
 
 	// relations maps the relations seen in the stream to their outbox
 	// layout: nil for every table but the outbox (and its partitions).
@@ -224,6 +229,7 @@ func (s *session) handle(ctx context.Context, d replication.Data) error {
 		if err != nil {
 			return fault.Fatal(fmt.Errorf("transaction %d at %s: %w", s.xid, d.WALStart, err))
 		}
+		s.at = d.WALStart
 		return s.publish(ctx, row, s.committed)
 	case *pglogrepl.LogicalDecodingMessage:
 		if m.Prefix == replication.HeartbeatPrefix && strings.HasPrefix(string(m.Content), s.cfg.Slot+" ") {
@@ -325,6 +331,9 @@ func (s *session) send(ctx context.Context, exchange, key, rt string, msg amqp.P
 	tag, err := s.pub.PublishTo(ctx, exchange, key, rt, msg, committed)
 	if err != nil {
 		return brokerError{err}
+	}
+	if s.spans != nil {
+		s.spans.start(tag, exchange, key, msg, s.at, committed)
 	}
 	return s.tracker.Published(tag)
 }
@@ -569,6 +578,9 @@ func (s *session) slotFlushed(ctx context.Context) (checkpoint.LSN, error) {
 // Confirmed implements publisher.Handler.
 func (s *session) Confirmed(tag uint64, published, committed time.Time) {
 	s.tracker.Confirm(tag, false)
+	if s.spans != nil {
+		s.spans.end(tag, nil)
+	}
 	now := time.Now()
 	s.obs.Confirmed(now.Sub(published), now.Sub(committed))
 }
@@ -576,6 +588,9 @@ func (s *session) Confirmed(tag uint64, published, committed time.Time) {
 // Failed implements publisher.Handler.
 func (s *session) Failed(f *publisher.Failure) {
 	s.tracker.Fail(f.Tag)
+	if s.spans != nil {
+		s.spans.end(f.Tag, f)
+	}
 	reason := "nacked"
 	if errors.Is(f.Err, publisher.ErrUnroutable) {
 		reason = "unroutable"

@@ -134,9 +134,51 @@ func checkResponses(t *testing.T, s *System) {
 	code, _ = c.call(t, http.MethodPost, s.Order.URL+"/api/v1/orders/", `{"customer_id": "8", "product_id": 2, "amount": "2", "quantity": 1}`, "Idempotency-Key", "no spaces please")
 	require.Equal(t, http.StatusBadRequest, code)
 
+	// The saga's messages, in each service: order 1 ran to its end, so
+	// every service wrote and consumed some; each consumed message is a row
+	// another service's outbox holds, which is how the dashboard joins them.
+	written := map[string]string{} // outbox row id → service
+	var consumed []InboxRow
+	for svc, base := range map[string]string{"order": s.Order.URL, "stock": s.Stock.URL, "payment": s.Payment.URL} {
+		code, body := c.call(t, http.MethodGet, base+"/api/v1/sagas/1/", "")
+		require.Equal(t, http.StatusOK, code)
+		var m struct {
+			Service string `json:"service"`
+			Outbox  []struct {
+				ID string `json:"id"`
+			} `json:"outbox"`
+			Inbox []InboxRow `json:"inbox"`
+		}
+		require.NoError(t, json.Unmarshal(body, &m))
+		require.Equal(t, svc, m.Service)
+		require.NotEmpty(t, m.Outbox, "%s wrote nothing for order 1", svc)
+		require.NotEmpty(t, m.Inbox, "%s consumed nothing of order 1", svc)
+		for _, o := range m.Outbox {
+			written[o.ID] = svc
+		}
+		for _, in := range m.Inbox {
+			in.Service = svc
+			consumed = append(consumed, in)
+		}
+	}
+	for _, in := range consumed {
+		from, ok := written[in.MessageID]
+		require.True(t, ok, "%s consumed %s, which no outbox holds", in.Service, in.MessageID)
+		require.NotEqual(t, in.Service, from, "%s consumed its own message %s", in.Service, in.MessageID)
+	}
+	code, _ = c.call(t, http.MethodGet, s.Stock.URL+"/api/v1/sagas/one/", "")
+	require.Equal(t, http.StatusBadRequest, code)
+
 	// A method the path does not serve has no operation to route to: its
 	// answer is held to the Detail schema the document names for it.
 	code, b := Do(t, http.MethodPost, s.Stock.URL+"/api/v1/stocks/", `{}`)
 	require.Equal(t, http.StatusMethodNotAllowed, code)
 	c.schema(t, "Detail", []byte(b))
+}
+
+// InboxRow is a consumed message of GET /api/v1/sagas/{order_id}/, and the
+// service that consumed it.
+type InboxRow struct {
+	MessageID string `json:"message_id"`
+	Service   string `json:"-"`
 }

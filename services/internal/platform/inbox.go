@@ -342,12 +342,16 @@ func (c *Consumer) handle(ctx context.Context, msg Delivery) (Outcome, error) {
 	defer cancel()
 	duplicate := false
 	err := pgx.BeginFunc(hctx, c.Pool, func(tx pgx.Tx) error {
-		tag, err := tx.Exec(hctx, `INSERT INTO inbox (message_id, queue, event_type) VALUES ($1, $2, $3)
-			ON CONFLICT (message_id) DO NOTHING`, msg.MessageID, c.Queue, msg.Type)
+		// A delivery whose message is in the inbox already only counts
+		// itself there (the saga timeline shows it), and changes nothing else.
+		var dups int
+		err := tx.QueryRow(hctx, `INSERT INTO inbox (message_id, queue, event_type, aggregate_id) VALUES ($1, $2, $3, NULLIF($4, ''))
+			ON CONFLICT (message_id) DO UPDATE SET duplicates = inbox.duplicates + 1, last_duplicate_at = now()
+			RETURNING duplicates`, msg.MessageID, c.Queue, msg.Type, AggregateID(msg.Headers)).Scan(&dups)
 		if err != nil {
 			return fmt.Errorf("insert inbox row: %w", err)
 		}
-		if tag.RowsAffected() == 0 {
+		if dups > 0 {
 			duplicate = true
 			return nil
 		}
@@ -396,6 +400,25 @@ func MessageID(property string, headers amqp.Table) string {
 		return v
 	case []byte:
 		return string(v)
+	}
+	return ""
+}
+
+// AggregateID is the order a message belongs to: its aggregate_id header,
+// else its cloudEvents_subject (the relay sets both to the outbox row's
+// aggregate_id); "" when it carries neither.
+func AggregateID(headers amqp.Table) string {
+	for _, k := range []string{event.HeaderAggregateID, event.HeaderCloudEventsSubject} {
+		switch v := headers[k].(type) {
+		case string:
+			if v != "" {
+				return v
+			}
+		case []byte:
+			if len(v) > 0 {
+				return string(v)
+			}
+		}
 	}
 	return ""
 }

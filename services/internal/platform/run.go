@@ -134,6 +134,7 @@ func Run(ctx context.Context, svc Service, args []string, getenv func(string) st
 		return nil
 	})
 	svc.Routes(router, deps)
+	SagaRoute(router, pool, svc.Name, logger.With(LogComponent, "http"))
 
 	var lc net.ListenConfig
 	ln, err := lc.Listen(ctx, "tcp", cfg.HTTPAddr)

@@ -12,6 +12,7 @@ import (
 
 	"github.com/gin-gonic/gin"
 	"github.com/jackc/pgx/v5/pgconn"
+	amqp "github.com/rabbitmq/amqp091-go"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"go.opentelemetry.io/otel"
@@ -120,4 +121,23 @@ func TestOutcomeString(t *testing.T) {
 	for o, want := range map[Outcome]string{OutcomeAck: "ack", OutcomeDuplicate: "duplicate", OutcomeReject: "reject", OutcomeRetry: "retry", Outcome(9): "Outcome(9)"} {
 		assert.Equal(t, want, o.String())
 	}
+}
+
+func TestTraceparentID(t *testing.T) {
+	for tp, want := range map[string]string{
+		"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01": "4bf92f3577b34da6a3ce929d0e0e4736",
+		"00-00000000000000000000000000000000-00f067aa0ba902b7-01": "",
+		"00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01": "",
+		"00-4bf92f35-00f067aa0ba902b7-01":                         "",
+		"":                                                        "",
+	} {
+		assert.Equal(t, want, traceparentID(tp), tp)
+	}
+}
+
+func TestAggregateID(t *testing.T) {
+	assert.Equal(t, "7", AggregateID(amqp.Table{"aggregate_id": "7", "cloudEvents_subject": "8"}))
+	assert.Equal(t, "8", AggregateID(amqp.Table{"aggregate_id": "", "cloudEvents_subject": []byte("8")}))
+	assert.Equal(t, "", AggregateID(amqp.Table{"aggregate_id": int32(7)}))
+	assert.Equal(t, "", AggregateID(nil))
 }

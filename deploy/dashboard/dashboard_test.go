@@ -71,7 +71,7 @@ func TestPageUsesTheGatewayPaths(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, p := range []string{"/order/api/v1/orders/", "/stock/api/v1/reservations/", "/stock/api/v1/stocks/",
-		"/payment/api/v1/payments/", "'/relays/' + name + '/status'"} {
+		"/payment/api/v1/payments/", "'/relays/' + name + '/status'", "'/api/v1/sagas/'"} {
 		if !strings.Contains(string(b), p) {
 			t.Errorf("app.js does not use %s", p)
 		}

@@ -127,12 +127,15 @@ func TestDashboardInChromium(t *testing.T) {
 		{"scenario-denied", "payment_denied", "payment_denied", "payment_denied"},
 		{"scenario-out-of-stock", "not_reserved", "not_reserved", ""},
 	}
-	prev := ""
+	prev, confirmed := "", ""
 	for _, sc := range scenarios {
 		step("click "+sc.button, chromedp.Click(chromedp.CSS("#"+sc.button)))
 		id := poll("the order of "+sc.button, fmt.Sprintf(`(() => { const id = document.querySelector('#flash').dataset.orderId;
 			return id && id !== %q ? id : false })()`, prev), 30*time.Second)
 		prev = id
+		if confirmed == "" {
+			confirmed = id
+		}
 		row := fmt.Sprintf(`document.querySelector('tr[data-order-id="%s"]')`, id)
 		got := poll(fmt.Sprintf("order %s (%s) to end as %s", id, sc.button, sc.order), fmt.Sprintf(`(() => {
 			const tr = %s;
@@ -178,6 +181,37 @@ func TestDashboardInChromium(t *testing.T) {
 			t.Logf("screenshot also written to %s", dst)
 		}
 	}
+
+	// The confirmed order's timeline: every service wrote a message of the
+	// saga and consumed one, the order service's came first, and each
+	// consumed message names the service that wrote it.
+	step("open the timeline of order "+confirmed, chromedp.Click(chromedp.CSS(fmt.Sprintf(`tr[data-order-id="%s"] td.id`, confirmed))))
+	hops := poll("the timeline's hops", fmt.Sprintf(`(() => {
+		const tl = document.querySelector('#timeline');
+		if (tl.hidden || tl.dataset.orderId !== %q) return false;
+		const hops = [...tl.querySelectorAll('.hop')];
+		const has = (kind, svc) => hops.some((h) => h.dataset.kind === kind && h.dataset.service === svc);
+		const all = ['order', 'stock', 'payment'].every((s) => has('written', s) && has('consumed', s));
+		return all && hops.map((h) => h.innerText.replace(/\s+/g, ' ')).join(' || ');
+	})()`, confirmed), time.Minute)
+	t.Logf("timeline of order %s: %s", confirmed, hops)
+	first := strings.Split(hops, " || ")[0]
+	if !strings.Contains(first, "order wrote order.") {
+		t.Errorf("the first hop is %q, want the order service's first message", first)
+	}
+	for _, h := range strings.Split(hops, " || ") {
+		if strings.Contains(h, " consumed ") && (strings.Contains(h, "from ?") || !strings.Contains(h, "ms after it was written")) {
+			t.Errorf("hop %q does not name the message's writer and the time since", h)
+		}
+	}
+	png = saveScreenshot(t, ctx, "dashboard-timeline.png")
+	if dst := os.Getenv("SAGA_DASHBOARD_TIMELINE_SCREENSHOT"); dst != "" {
+		if err := os.WriteFile(dst, png, 0o644); err != nil {
+			t.Errorf("SAGA_DASHBOARD_TIMELINE_SCREENSHOT: %v", err)
+		}
+	}
+	step("close the timeline", chromedp.Click(chromedp.CSS("#timeline-close")))
+	poll("the timeline closed", `document.querySelector('#timeline').hidden`, 10*time.Second)
 	if msg := jsErrors(); msg != "" {
 		t.Errorf("the page threw:%s", msg)
 	}

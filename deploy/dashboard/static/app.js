@@ -219,6 +219,104 @@
     setTimeout(pollRelays, document.hidden ? HIDDEN_POLL_MS : RELAY_POLL_MS);
   }
 
+  // -------------------------------------------------------------- timeline
+
+  // Where "open the trace" points: ?jaeger=<Jaeger UI base URL>, else the
+  // gateway's /jaeger (compose and Kubernetes route it to Jaeger's UI).
+  const JAEGER = (new URLSearchParams(location.search).get('jaeger') || '/jaeger').replace(/\/+$/, '');
+  const SERVICES = ['order', 'stock', 'payment'];
+  let timelineOrder = null;
+  let timelineTimer = null;
+
+  function clock(iso) {
+    const d = new Date(iso);
+    if (Number.isNaN(d.getTime())) return iso;
+    return d.toLocaleTimeString([], {hour12: false}) + '.' + String(d.getMilliseconds()).padStart(3, '0');
+  }
+
+  // hops joins the three services' answers: each outbox row written, each
+  // message consumed (its message_id is the row's id), in time order.
+  function hops(parts) {
+    const written = new Map();
+    const out = [];
+    for (const p of parts) {
+      for (const o of p.outbox) {
+        written.set(o.id, {service: p.service, at: Date.parse(o.created_at)});
+        out.push({kind: 'written', service: p.service, event: o.event_type, key: o.routing_key, at: o.created_at, id: o.id, trace: o.trace_id});
+      }
+    }
+    for (const p of parts) {
+      for (const i of p.inbox) {
+        const w = written.get(i.message_id);
+        out.push({kind: 'consumed', service: p.service, event: i.event_type, queue: i.queue, at: i.received_at, id: i.message_id,
+          from: w ? w.service : null, after: w ? Date.parse(i.received_at) - w.at : null, duplicates: i.duplicates});
+      }
+    }
+    // At the same instant (a transaction's rows share its start time):
+    // within one service, what it consumed came first, then what it wrote
+    // in that transaction; across services, a message is written before
+    // it is consumed.
+    const tie = (a, b) => {
+      if (a.kind === b.kind) return 0;
+      const first = a.service === b.service ? 'consumed' : 'written';
+      return a.kind === first ? -1 : 1;
+    };
+    out.sort((a, b) => Date.parse(a.at) - Date.parse(b.at) || tie(a, b));
+    return out;
+  }
+
+  function hopItem(h) {
+    const what = h.kind === 'written'
+      ? [el('b', null, h.service), ' wrote ', el('code', null, h.event), muted(' → ' + h.key)]
+      : [el('b', null, h.service), ' consumed ', el('code', null, h.event),
+        muted(' from ' + (h.from || '?') + ' via ' + h.queue + (h.after !== null ? ', ' + Math.max(0, h.after) + ' ms after it was written' : ''))];
+    const dup = h.duplicates > 0
+      ? el('span', {class: 'dup'}, h.duplicates + (h.duplicates === 1 ? ' duplicate' : ' duplicates') + ' deduplicated')
+      : null;
+    return el('li', {class: 'hop hop-' + h.kind, 'data-kind': h.kind, 'data-service': h.service, 'data-event': h.event, 'data-id': h.id},
+      el('time', {datetime: h.at}, clock(h.at)), el('span', {class: 'hop-what'}, ...what), dup);
+  }
+
+  async function renderTimeline() {
+    const id = timelineOrder;
+    if (id === null) return;
+    try {
+      const parts = await Promise.all(SERVICES.map((s) => getJSON('/' + s + '/api/v1/sagas/' + encodeURIComponent(id) + '/')));
+      if (id !== timelineOrder) return; // another order was opened meanwhile
+      const list = hops(parts);
+      $('#timeline-hops').replaceChildren(...list.map(hopItem));
+      $('#timeline-empty').hidden = list.length > 0;
+      const trace = list.find((h) => h.trace);
+      const a = $('#timeline-trace');
+      a.hidden = !trace;
+      if (trace) a.href = JAEGER + '/trace/' + trace.trace;
+      $('#timeline').dataset.hops = String(list.length);
+    } catch (e) {
+      $('#timeline-empty').hidden = false;
+      $('#timeline-empty').textContent = 'Could not read the saga: ' + e.message;
+    } finally {
+      clearTimeout(timelineTimer);
+      if (id === timelineOrder) timelineTimer = setTimeout(renderTimeline, document.hidden ? HIDDEN_POLL_MS : 1000);
+    }
+  }
+
+  function openTimeline(id) {
+    timelineOrder = String(id);
+    $('#timeline-title').textContent = 'Saga of order #' + timelineOrder;
+    $('#timeline').dataset.orderId = timelineOrder;
+    $('#timeline').dataset.hops = '';
+    $('#timeline-hops').replaceChildren();
+    $('#timeline-empty').textContent = 'No message of this order yet.';
+    $('#timeline').hidden = false;
+    renderTimeline();
+  }
+
+  function closeTimeline() {
+    timelineOrder = null;
+    clearTimeout(timelineTimer);
+    $('#timeline').hidden = true;
+  }
+
   // ---------------------------------------------------------------- orders
 
   function clearErrors() {
@@ -314,6 +412,11 @@
       ev.preventDefault();
       placeOrder(formOrder(), true);
     });
+    $('#orders tbody').addEventListener('click', (ev) => {
+      const tr = ev.target.closest('tr[data-order-id]');
+      if (tr) openTimeline(tr.dataset.orderId);
+    });
+    $('#timeline-close').addEventListener('click', closeTimeline);
     pollSaga();
     pollRelays();
   }

@@ -367,6 +367,9 @@ func TestKongConfigMatchesCompose(t *testing.T) {
 		}
 		env := envMap(target)
 		addr := env["HTTP_ADDR"] + env["CDC_RELAY_HTTP_ADDR"] + env["DASHBOARD_ADDR"]
+		if strings.HasPrefix(target.Image, "jaegertracing/all-in-one:") {
+			addr = ":16686" // the image's UI port
+		}
 		if !strings.HasSuffix(addr, ":"+u.Port()) {
 			t.Errorf("kong service %s: upstream port %s, but %s listens on %q", ks.str("name"), u.Port(), u.Hostname(), addr)
 		}
@@ -377,7 +380,7 @@ func TestKongConfigMatchesCompose(t *testing.T) {
 		}
 	}
 	for _, p := range []string{"/order", "/stock", "/payment", "/relays/order/status", "/relays/stock/status", "/relays/payment/status",
-		"/dashboard", "~^/$"} {
+		"/dashboard", "~^/$", "/jaeger"} {
 		if _, ok := paths[p]; !ok {
 			t.Errorf("kong.yaml has no route %s", p)
 		}
@@ -424,4 +427,32 @@ func TestComposeDashboard(t *testing.T) {
 		t.Errorf("dashboard: DASHBOARD_ADDR port %q, healthcheck %s", port, healthTest(d))
 	}
 	checkDep(t, services["kong"], "kong", "dashboard", "service_healthy")
+}
+
+// Tracing in compose: every service and relay sends its spans to the
+// compose Jaeger over OTLP/HTTP, whose UI is served under the path Kong
+// routes to it.
+func TestComposeTracing(t *testing.T) {
+	_, services := loadCompose(t)
+	jaeger, ok := services["jaeger"]
+	if !ok {
+		t.Fatal("no jaeger service")
+	}
+	jenv := envMap(jaeger)
+	if jenv["COLLECTOR_OTLP_ENABLED"] != "true" || jenv["QUERY_BASE_PATH"] != "/jaeger" {
+		t.Errorf("jaeger: COLLECTOR_OTLP_ENABLED=%q QUERY_BASE_PATH=%q, want true and /jaeger", jenv["COLLECTOR_OTLP_ENABLED"], jenv["QUERY_BASE_PATH"])
+	}
+	n := 0
+	for name, s := range services {
+		if k := kind(s); k != "service" && k != "relay" {
+			continue
+		}
+		n++
+		if got := envMap(s)["OTEL_EXPORTER_OTLP_ENDPOINT"]; got != "http://jaeger:4318" {
+			t.Errorf("%s: OTEL_EXPORTER_OTLP_ENDPOINT = %q, want http://jaeger:4318", name, got)
+		}
+	}
+	if n != 6 {
+		t.Errorf("%d services and relays, want 6", n)
+	}
 }

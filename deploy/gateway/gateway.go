@@ -43,6 +43,10 @@ type Route struct {
 	Prefix string
 	// Upstream is the base URL requests are sent to, "http://127.0.0.1:8000".
 	Upstream *url.URL
+	// KeepPath sends the path as it came, prefix included (Kong's
+	// strip_path: false): for an upstream served under that prefix, as
+	// Jaeger's UI under /jaeger.
+	KeepPath bool
 }
 
 // Config is what the gateway serves.
@@ -119,7 +123,7 @@ func New(cfg Config) (http.Handler, error) {
 	}
 	g := &gateway{cors: cfg.CORS, logger: logger, relays: map[string]*httputil.ReverseProxy{}, dashboard: cfg.Dashboard}
 	for _, r := range cfg.Routes {
-		g.routes = append(g.routes, route{prefix: r.Prefix, proxy: g.proxy(r.Upstream, "")})
+		g.routes = append(g.routes, route{prefix: r.Prefix, keep: r.KeepPath, proxy: g.proxy(r.Upstream, "")})
 	}
 	// Longest prefix first, so that /order/admin would win over /order.
 	sort.Slice(g.routes, func(i, j int) bool { return len(g.routes[i].prefix) > len(g.routes[j].prefix) })
@@ -133,6 +137,7 @@ func New(cfg Config) (http.Handler, error) {
 
 type route struct {
 	prefix string
+	keep   bool
 	proxy  *httputil.ReverseProxy
 }
 
@@ -178,6 +183,10 @@ func (g *gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		rest, ok := matchPrefix(path, rt.prefix)
 		if !ok {
 			continue
+		}
+		if rt.keep {
+			rt.proxy.ServeHTTP(rw, r)
+			return
 		}
 		out := r.Clone(r.Context())
 		out.URL.Path = rest

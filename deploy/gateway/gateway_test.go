@@ -242,3 +242,25 @@ func TestDashboardIsMounted(t *testing.T) {
 		t.Errorf("a route /dashboard without the dashboard: %v", err)
 	}
 }
+
+// A route with KeepPath (Kong's strip_path: false) sends the path whole:
+// Jaeger's UI is served under /jaeger.
+func TestKeepPath(t *testing.T) {
+	up := upstream(t)
+	h, err := New(Config{Routes: []Route{{Prefix: "/order", Upstream: up}, {Prefix: "/jaeger", Upstream: up, KeepPath: true}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for target, want := range map[string]string{
+		"/jaeger/trace/4bf92f3577b34da6a3ce929d0e0e4736": "/jaeger/trace/4bf92f3577b34da6a3ce929d0e0e4736",
+		"/jaeger":                "/jaeger",
+		"/order/api/v1/sagas/1/": "/api/v1/sagas/1/",
+	} {
+		if got := body(t, do(h, http.MethodGet, target, nil))["path"]; got != want {
+			t.Errorf("GET %s reached upstream as %q, want %q", target, got, want)
+		}
+	}
+	if rec := do(h, http.MethodGet, "/jaegerx", nil); rec.Code != http.StatusNotFound {
+		t.Errorf("GET /jaegerx: %d, want 404", rec.Code)
+	}
+}

@@ -7,7 +7,7 @@
 //	gateway [-addr :8080] [-routes name=url,...] [-relays name=url,...] [-cors=true] [-dashboard=true]
 //
 // Each flag has an environment variable that it overrides: GATEWAY_ADDR,
-// GATEWAY_ROUTES, GATEWAY_RELAYS, GATEWAY_CORS, GATEWAY_DASHBOARD, and
+// GATEWAY_ROUTES, GATEWAY_RELAYS, GATEWAY_CORS, GATEWAY_DASHBOARD, GATEWAY_JAEGER and
 // LOG_LEVEL.
 package main
 
@@ -71,6 +71,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		return fmt.Errorf("GATEWAY_DASHBOARD: %q is not a boolean", getenv("GATEWAY_DASHBOARD"))
 	}
 	dash := fs.Bool("dashboard", dashDefault, "serve the saga dashboard at /dashboard/, and redirect / to it (GATEWAY_DASHBOARD)")
+	jaeger := fs.String("jaeger", getenv("GATEWAY_JAEGER"), "Jaeger's UI, served under /jaeger with the path kept (run it with --query.base-path=/jaeger); empty: no /jaeger (GATEWAY_JAEGER)")
 	level := fs.String("log-level", envOr(getenv, "LOG_LEVEL", "info"), "debug, info, warn or error (LOG_LEVEL)")
 	if len(args) > 0 {
 		args = args[1:]
@@ -94,6 +95,13 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		return fmt.Errorf("GATEWAY_RELAYS: %w", err)
 	}
 	cfg := gateway.Config{Routes: gateway.Routes(names, urls), Relays: map[string]*url.URL{}, Logger: logger}
+	if *jaeger != "" {
+		u, err := url.Parse(*jaeger)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return fmt.Errorf("GATEWAY_JAEGER: %q is not an http:// URL", *jaeger)
+		}
+		cfg.Routes = append(cfg.Routes, gateway.Route{Prefix: "/jaeger", Upstream: u, KeepPath: true})
+	}
 	for i, n := range relayNames {
 		cfg.Relays[n] = relayURLs[i]
 	}
@@ -114,7 +122,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		return fmt.Errorf("listen on %s: %w", *addr, err)
 	}
 	srv := &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second}
-	logger.Info("gateway listening", "addr", ln.Addr().String(), "routes", *routes, "relays", *relays, "cors", *cors, "dashboard", *dash)
+	logger.Info("gateway listening", "addr", ln.Addr().String(), "routes", *routes, "relays", *relays, "cors", *cors, "dashboard", *dash, "jaeger", *jaeger)
 
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()

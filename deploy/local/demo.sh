@@ -48,6 +48,13 @@
 #                        may create databases and replication slots) and
 #   SAGA_DEMO_AMQP_URL   a RabbitMQ URL; with both set, ensure-services.sh is
 #                        not run
+#   SAGA_DEMO_JAEGER_URL  Jaeger's UI (served under /jaeger: its
+#                        query.base-path), which the gateway then serves at
+#                        /jaeger and the dashboard's timeline links; the
+#                        services and relays export their spans where the
+#                        standard OTEL_EXPORTER_OTLP_ENDPOINT says (they
+#                        inherit this environment), e.g.
+#                        OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:4318
 #   GO                   the go command (default go)
 set -euo pipefail
 
@@ -314,7 +321,8 @@ gateway_env() {
 	printf '%s\n' \
 		"GATEWAY_ADDR=$HOST:$(port_of gateway)" \
 		"GATEWAY_ROUTES=order=$(url_of order),stock=$(url_of stock),payment=$(url_of payment)" \
-		"GATEWAY_RELAYS=order=$(url_of relay-order),stock=$(url_of relay-stock),payment=$(url_of relay-payment)"
+		"GATEWAY_RELAYS=order=$(url_of relay-order),stock=$(url_of relay-stock),payment=$(url_of relay-payment)" \
+		"GATEWAY_JAEGER=${SAGA_DEMO_JAEGER_URL:-}"
 }
 
 # env_of NAME: the environment lines of a process.

@@ -11,6 +11,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -21,6 +22,8 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	amqp "github.com/rabbitmq/amqp091-go"
+
+	"github.com/saga-cdc/saga/tests/helpers/otlptest"
 )
 
 // demoPorts are the fixed ports of the local demo; nothing else on the
@@ -35,7 +38,14 @@ var demoPorts = []int{8000, 8001, 8002, 8080, 9401, 9402, 9403}
 // gateway's upstreams and the printed URLs follow it, and nothing listens
 // on 127.0.0.1 (the dashboard test runs the default address).
 func TestDemoEndToEnd(t *testing.T) {
-	d := startDemo(t, "127.0.0.2")
+	// Tracing on, as a user turns it on: the processes export to an OTLP
+	// receiver (Jaeger's place), and the gateway serves a Jaeger UI.
+	otlp := otlptest.Start(t)
+	jaeger := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprintf(w, "jaeger ui: %s", r.URL.Path)
+	}))
+	defer jaeger.Close()
+	d := startDemo(t, "127.0.0.2", "OTEL_EXPORTER_OTLP_ENDPOINT="+otlp.URL, "OTEL_BSP_SCHEDULE_DELAY=100", "SAGA_DEMO_JAEGER_URL="+jaeger.URL)
 	name, start := d.name, d.started
 
 	client := &http.Client{Timeout: 10 * time.Second}
@@ -111,6 +121,10 @@ func TestDemoEndToEnd(t *testing.T) {
 		}
 	}
 	checkRelays(t, client, gw, name, true)
+	checkTrace(t, otlp)
+	if got := get(t, client, gw+"/jaeger/trace/4bf92f3577b34da6a3ce929d0e0e4736"); got != "jaeger ui: /jaeger/trace/4bf92f3577b34da6a3ce929d0e0e4736" {
+		t.Errorf("GET /jaeger/trace/...: %q, want Jaeger's UI with the path kept", got)
+	}
 	// The Postman collection, as a user runs it, with its assertions.
 	runCollection(t, gw)
 	upStartsOnlyWhatIsMissing(t, d, client, gw)
@@ -171,8 +185,9 @@ func (d *demo) pids(t *testing.T) map[string]string {
 //
 // The demo listens on fixed ports, so the tests that call it must not run in
 // parallel: they live in this package, and none calls t.Parallel.
-// host is SAGA_DEMO_HOST: "" for the default, 127.0.0.1.
-func startDemo(t *testing.T, host string) *demo {
+// host is SAGA_DEMO_HOST: "" for the default, 127.0.0.1; extra is more
+// environment (NAME=value) for demo.sh and so for its processes.
+func startDemo(t *testing.T, host string, extra ...string) *demo {
 	t.Helper()
 	dial := host
 	if dial == "" {
@@ -202,6 +217,7 @@ func startDemo(t *testing.T, host string) *demo {
 	name := "sagademo_" + hex.EncodeToString(rnd[:])
 	state := t.TempDir()
 	env := append(os.Environ(), "SAGA_DEMO_MODE=local", "SAGA_DEMO_NAME="+name, "SAGA_DEMO_DIR="+state, "SAGA_DEMO_HOST="+host)
+	env = append(env, extra...)
 	if pg, mq := os.Getenv("SAGA_TEST_PG_URL"), os.Getenv("SAGA_TEST_AMQP_URL"); pg != "" && mq != "" {
 		env = append(env, "SAGA_DEMO_PG_URL="+pg, "SAGA_DEMO_AMQP_URL="+mq)
 	}
@@ -456,5 +472,29 @@ func upStartsOnlyWhatIsMissing(t *testing.T, d *demo, client *http.Client, gw st
 	}
 	if len(failed) > 0 {
 		t.Errorf("the gateway failed %d time(s) while one process was restarted: %v", len(failed), failed[0])
+	}
+}
+
+// checkTrace: the order the demo placed is one trace, with the spans of
+// the three services' consumers and of the relays in it.
+func checkTrace(t *testing.T, otlp *otlptest.Receiver) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		root, ok := otlp.Find(func(s otlptest.Span) bool { return s.Service == "order" && s.Name == "POST /api/v1/orders/" })
+		seen := map[string]bool{}
+		if ok {
+			for _, s := range otlp.Trace(root.Trace) {
+				seen[s.Service+"/"+s.Kind] = true
+			}
+		}
+		if seen["cdc-relay/PRODUCER"] && seen["stock/CONSUMER"] && seen["payment/CONSUMER"] && seen["order/CONSUMER"] {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Errorf("the order's trace lacks a relay or a consumer span: %v", seen)
+			return
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
 }

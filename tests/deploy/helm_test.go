@@ -254,6 +254,14 @@ func checkChart(t *testing.T, objs map[string]obj, svc, mode string) {
 			t.Errorf("relay lacks %s", k)
 		}
 	}
+	// Each container mounts only its own credentials: the relay cannot
+	// read the owner's URL, nor the service the relay's.
+	if mountsFile(relayPod, relay, "/run/secrets/saga/DATABASE_URL") {
+		t.Error("the relay container can read the owner's DATABASE_URL")
+	}
+	if mountsFile(api, app, "/run/secrets/saga/RELAY_DATABASE_URL") {
+		t.Error("the service container can read the relay's RELAY_DATABASE_URL")
+	}
 	// The service as the database's owner, the relay as its own role, on
 	// the same database; neither as the superuser.
 	su, errS := url.Parse(env["DATABASE_URL"])
@@ -487,7 +495,17 @@ func mountedFile(t *testing.T, objs map[string]obj, pod, c obj, path string) str
 			switch {
 			case v.get("secret") != nil:
 				data := mustObj(t, objs, "Secret/"+v.str("secret", "secretName")).strMap("data")
-				if d, ok := data[key]; ok {
+				if items := v.objs("secret", "items"); len(items) > 0 {
+					// Only the listed keys are files, under their paths.
+					found := ""
+					for _, it := range items {
+						if it.str("path") == key {
+							found = it.str("key")
+						}
+					}
+					key = found
+				}
+				if d, ok := data[key]; ok && key != "" {
 					return decodeB64(t, d)
 				}
 			case v.get("configMap") != nil:
@@ -619,5 +637,48 @@ func TestHelmChartKeepsSecretsOutOfTheEnvironment(t *testing.T) {
 	grant := container(t, mustObj(t, objs, "Deployment/order-deployment"), "relay-grant")
 	if got := fmt.Sprint(grant.get("args")); got != "[role create --role relay --table public.outbox]" {
 		t.Errorf("relay-grant args = %s", got)
+	}
+}
+
+// mountsFile reports whether container c of pod has a Secret file at path.
+func mountsFile(pod, c obj, path string) bool {
+	for _, m := range c.objs("volumeMounts") {
+		key, ok := strings.CutPrefix(path, m.str("mountPath")+"/")
+		if !ok {
+			continue
+		}
+		for _, v := range pod.objs("spec", "template", "spec", "volumes") {
+			if v.str("name") != m.str("name") || v.get("secret") == nil {
+				continue
+			}
+			items := v.objs("secret", "items")
+			if len(items) == 0 {
+				return true // every key of the Secret
+			}
+			for _, it := range items {
+				if it.str("path") == key {
+					return true
+				}
+			}
+		}
+	}
+	return false
+}
+
+// The chart's roles go into URLs and SQL unescaped: a role name that is not
+// an identifier, a password with other characters, or one role twice fails
+// the render with the value's name.
+func TestHelmChartRefusesBadRoles(t *testing.T) {
+	helm := helmBinary(t)
+	for set, want := range map[string]string{
+		"postgres.ownerPassword=p@ss word": "postgres.ownerPassword: want letters, digits",
+		"postgres.relayPassword=a/b":       "postgres.relayPassword: want letters, digits",
+		"postgres.relayRole=Relay-1":       `postgres.relayRole "Relay-1": want a lower-case identifier`,
+		"postgres.ownerRole=postgres":      "must be three roles",
+	} {
+		_, err := renderErr(t, helm, "order", set)
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("--set %s: %v, want an error with %q", set, err, want)
+		}
 	}
 }

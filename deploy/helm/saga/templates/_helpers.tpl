@@ -29,11 +29,33 @@ app.kubernetes.io/component: {{ index . 1 }}
 {{- .Values.existingSecret | default (printf "%s-secret" (include "saga.name" .)) -}}
 {{- end -}}
 
+{{/*
+The chart's Postgres roles go into URLs and SQL: role names are lower-case
+identifiers, passwords URL-safe characters (letters, digits, - . _ ~), so
+that neither needs escaping. Anything else fails the render.
+*/}}
+{{- define "saga.checkRoles" -}}
+{{- $pg := .Values.postgres -}}
+{{- range $k := list "user" "ownerRole" "relayRole" -}}
+{{- if not (regexMatch "^[a-z_][a-z0-9_]{0,62}$" (index $pg $k | toString)) -}}
+{{- fail (printf "postgres.%s %q: want a lower-case identifier (a-z, 0-9, _)" $k (index $pg $k | toString)) -}}
+{{- end -}}
+{{- end -}}
+{{- range $k := list "password" "ownerPassword" "relayPassword" -}}
+{{- if not (regexMatch "^[A-Za-z0-9._~-]+$" (index $pg $k | toString)) -}}
+{{- fail (printf "postgres.%s: want letters, digits and - . _ ~ only (it goes into a URL unescaped)" $k) -}}
+{{- end -}}
+{{- end -}}
+{{- if or (eq $pg.ownerRole $pg.relayRole) (eq $pg.user $pg.ownerRole) (eq $pg.user $pg.relayRole) -}}
+{{- fail "postgres.user, postgres.ownerRole and postgres.relayRole must be three roles" -}}
+{{- end -}}
+{{- end -}}
+
 {{- define "saga.databaseURL" -}}
 {{- if .Values.database.url -}}
 {{- .Values.database.url -}}
 {{- else if .Values.postgres.enabled -}}
-{{- printf "postgres://%s:%s@%s-db-service:5432/%s?sslmode=disable" .Values.postgres.ownerRole (.Values.postgres.ownerPassword | urlquery) (include "saga.name" .) .Values.postgres.db -}}
+{{- printf "postgres://%s:%s@%s-db-service:5432/%s?sslmode=disable" .Values.postgres.ownerRole .Values.postgres.ownerPassword (include "saga.name" .) .Values.postgres.db -}}
 {{- else -}}
 {{- fail "database.url is required when postgres.enabled is false" -}}
 {{- end -}}
@@ -43,7 +65,7 @@ app.kubernetes.io/component: {{ index . 1 }}
 {{- if .Values.database.relayUrl -}}
 {{- .Values.database.relayUrl -}}
 {{- else if and .Values.postgres.enabled (not .Values.database.url) -}}
-{{- printf "postgres://%s:%s@%s-db-service:5432/%s?sslmode=disable" .Values.postgres.relayRole (.Values.postgres.relayPassword | urlquery) (include "saga.name" .) .Values.postgres.db -}}
+{{- printf "postgres://%s:%s@%s-db-service:5432/%s?sslmode=disable" .Values.postgres.relayRole .Values.postgres.relayPassword (include "saga.name" .) .Values.postgres.db -}}
 {{- else -}}
 {{- include "saga.databaseURL" . -}}
 {{- end -}}
@@ -58,16 +80,43 @@ app.kubernetes.io/component: {{ index . 1 }}
 {{- end -}}
 {{- end -}}
 
-{{/* The pod volume of <name>-secret, read as files under /run/secrets/saga. */}}
-{{- define "saga.secretVolume" -}}
+{{/*
+The pod volumes of <name>-secret, read as files under /run/secrets/saga:
+each container mounts only the keys it uses. saga-secret (DATABASE_URL,
+AMQP_URL) is the service's, its migrations' and relay-grant's: the owner;
+saga-relay-secret (RELAY_DATABASE_URL, AMQP_URL) is the relay's.
+Call: include "saga.secretVolumes" (list . withApp withRelay)
+*/}}
+{{- define "saga.secretVolumes" -}}
+{{- $ := index . 0 -}}
+{{- if index . 1 }}
 - name: saga-secret
   secret:
-    secretName: {{ include "saga.secretName" . }}
+    secretName: {{ include "saga.secretName" $ }}
     defaultMode: 0444
+    items:
+      - {key: DATABASE_URL, path: DATABASE_URL}
+      - {key: AMQP_URL, path: AMQP_URL}
+{{- end }}
+{{- if index . 2 }}
+- name: saga-relay-secret
+  secret:
+    secretName: {{ include "saga.secretName" $ }}
+    defaultMode: 0444
+    items:
+      - {key: RELAY_DATABASE_URL, path: RELAY_DATABASE_URL}
+      - {key: AMQP_URL, path: AMQP_URL}
+{{- end }}
 {{- end -}}
 
 {{- define "saga.secretMount" -}}
 - name: saga-secret
+  mountPath: /run/secrets/saga
+  readOnly: true
+{{- end -}}
+
+{{- define "saga.relaySecretMount" -}}
+- name: saga-relay-secret
   mountPath: /run/secrets/saga
   readOnly: true
 {{- end -}}
@@ -208,7 +257,7 @@ Call: include "saga.relayContainer" (list . withReadiness asSidecar)
       value: {{ $v | quote }}
     {{- end }}
   volumeMounts:
-    {{- include "saga.secretMount" $ | nindent 4 }}
+    {{- include "saga.relaySecretMount" $ | nindent 4 }}
   livenessProbe:
     {{- include "saga.probe" (list $r.probes.liveness "relay-http") | nindent 4 }}
   {{- if $withReadiness }}

@@ -2,6 +2,11 @@ package deploy
 
 import (
 	"context"
+	"crypto/hmac"
+	"crypto/pbkdf2"
+	"crypto/sha256"
+	"encoding/base64"
+	"fmt"
 	"maps"
 	"net/url"
 	"os"
@@ -135,6 +140,12 @@ func TestInitRolesScript(t *testing.T) {
 			FROM pg_authid WHERE rolname = $1`, role).Scan(&a.super, &a.login, &a.repl, &a.scram))
 		return a
 	}
+	for role, pw := range map[string]string{owner: "owner-secret", relay: "relay-secret"} {
+		var stored string
+		require.NoError(t, conn.QueryRow(ctx, `SELECT rolpassword FROM pg_authid WHERE rolname = $1`, role).Scan(&stored))
+		assert.True(t, scramMatches(t, stored, pw), "%s's password is not the one of its file", role)
+		assert.False(t, scramMatches(t, stored, pw+"x"), "the check accepts any password")
+	}
 	assert.Equal(t, attrs{login: true, scram: true}, get(owner), "the owner: LOGIN, nothing more")
 	assert.Equal(t, attrs{login: true, repl: true, scram: true}, get(relay), "the relay: LOGIN REPLICATION")
 	var dbOwner string
@@ -211,4 +222,39 @@ func TestContainersRunAsNonRootReadOnly(t *testing.T) {
 			}
 		}
 	}
+}
+
+// scramMatches reports whether stored, a SCRAM-SHA-256 verifier as
+// pg_authid keeps it (SCRAM-SHA-256$<iterations>:<salt>$<StoredKey>:<ServerKey>),
+// is that of password (RFC 5802).
+func scramMatches(t *testing.T, stored, password string) bool {
+	t.Helper()
+	var iter int
+	var salt64, keys string
+	head, rest, ok := strings.Cut(strings.TrimPrefix(stored, "SCRAM-SHA-256$"), "$")
+	if !ok {
+		return false
+	}
+	if _, err := fmt.Sscanf(strings.Replace(head, ":", " ", 1), "%d %s", &iter, &salt64); err != nil {
+		return false
+	}
+	keys = rest
+	storedKey64, serverKey64, ok := strings.Cut(keys, ":")
+	if !ok {
+		return false
+	}
+	salt, err := base64.StdEncoding.DecodeString(salt64)
+	if err != nil {
+		return false
+	}
+	salted, err := pbkdf2.Key(sha256.New, password, salt, iter, sha256.Size)
+	require.NoError(t, err)
+	mac := func(key []byte, msg string) []byte {
+		h := hmac.New(sha256.New, key)
+		h.Write([]byte(msg))
+		return h.Sum(nil)
+	}
+	clientKey := sha256.Sum256(mac(salted, "Client Key"))
+	return base64.StdEncoding.EncodeToString(clientKey[:]) == storedKey64 &&
+		base64.StdEncoding.EncodeToString(mac(salted, "Server Key")) == serverKey64
 }

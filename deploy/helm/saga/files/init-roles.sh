@@ -28,19 +28,23 @@ if [ "$SAGA_OWNER_ROLE" = "$POSTGRES_USER" ] || [ "$SAGA_RELAY_ROLE" = "$POSTGRE
 	echo "init-roles: POSTGRES_USER ($POSTGRES_USER), SAGA_OWNER_ROLE ($SAGA_OWNER_ROLE) and SAGA_RELAY_ROLE ($SAGA_RELAY_ROLE) must be three roles" >&2
 	exit 1
 fi
-owner_password=$(cat "$SAGA_OWNER_PASSWORD_FILE")
-relay_password=$(cat "$SAGA_RELAY_PASSWORD_FILE")
-if [ -z "$owner_password" ] || [ -z "$relay_password" ]; then
-	echo "init-roles: $SAGA_OWNER_PASSWORD_FILE or $SAGA_RELAY_PASSWORD_FILE is empty" >&2
-	exit 1
-fi
+for f in "$SAGA_OWNER_PASSWORD_FILE" "$SAGA_RELAY_PASSWORD_FILE"; do
+	if [ ! -s "$f" ]; then
+		echo "init-roles: $f is empty or missing" >&2
+		exit 1
+	fi
+done
 
-# psql's :"name" and :'value' quote an identifier and a literal. With
-# log_statement at its default (none) the statements are not logged.
+# The passwords never reach a command line (ps would show it): psql reads
+# each file itself (\set with a backquoted cat), and its :'value' quotes
+# it as a literal, as :"name" quotes an identifier. A failed statement is
+# not logged with its text (log_min_error_statement), so neither is a
+# password.
 psql -v ON_ERROR_STOP=1 --no-psqlrc --quiet --username "$POSTGRES_USER" --dbname "$POSTGRES_DB" \
-	--set db="$POSTGRES_DB" \
-	--set owner="$SAGA_OWNER_ROLE" --set owner_password="$owner_password" \
-	--set relay="$SAGA_RELAY_ROLE" --set relay_password="$relay_password" <<'SQL'
+	--set db="$POSTGRES_DB" --set owner="$SAGA_OWNER_ROLE" --set relay="$SAGA_RELAY_ROLE" <<'SQL'
+\set owner_password `cat "$SAGA_OWNER_PASSWORD_FILE"`
+\set relay_password `cat "$SAGA_RELAY_PASSWORD_FILE"`
+SET log_min_error_statement = panic;
 SET password_encryption = 'scram-sha-256';
 CREATE ROLE :"owner" LOGIN PASSWORD :'owner_password';
 ALTER DATABASE :"db" OWNER TO :"owner";

@@ -56,6 +56,12 @@ func runRoleCreate(ctx context.Context, o options, stdout, _ io.Writer) error {
 	defer conn.Close(context.WithoutCancel(ctx))
 	r := RoleCreated{Role: o.role, Schema: o.table.Schema, Table: o.table.String(), Password: password != ""}
 	err = pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
+		// One at a time per server: the init containers of several pods run
+		// this at once, and concurrent GRANTs on one table can fail
+		// ("tuple concurrently updated").
+		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock(hashtext('cdc-relay role create'))`); err != nil {
+			return err
+		}
 		var ready bool // the role exists with LOGIN REPLICATION already
 		if err := tx.QueryRow(ctx, `SELECT NOT EXISTS (SELECT FROM pg_roles WHERE rolname = $1),
 			EXISTS (SELECT FROM pg_roles WHERE rolname = $1 AND rolcanlogin AND rolreplication)`, o.role).Scan(&r.Created, &ready); err != nil {

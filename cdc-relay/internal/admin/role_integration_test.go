@@ -200,6 +200,15 @@ func TestRoleCreateByTheOutboxOwner(t *testing.T) {
 		relayRole).Scan(&grants))
 	assert.Equal(t, 1, grants, "the owner granted SELECT on the outbox")
 
+	// The pods of a rollout run it at once: each succeeds.
+	errs := make(chan error, 6)
+	for range 6 {
+		go func() { errs <- run(t, asOwner, "role", "create", "--role", relayRole).err }()
+	}
+	for range 6 {
+		assert.NoError(t, <-errs, "concurrent role create")
+	}
+
 	r = run(t, asOwner, "role", "create", "--role", plain)
 	assert.Equal(t, 1, r.code)
 	assert.ErrorIs(t, r.err, admin.ErrRefused)

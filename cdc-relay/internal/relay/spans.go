@@ -24,13 +24,17 @@ type spanSet struct {
 
 	mu   sync.Mutex
 	open map[uint64]trace.Span
+	// early holds the outcome of tags the broker confirmed (or refused)
+	// before their span was started: the confirm loop can see a confirm
+	// before PublishTo returned its tag.
+	early map[uint64]error
 }
 
 func newSpanSet(tracer trace.Tracer, slot string) *spanSet {
 	if tracer == nil {
 		return nil
 	}
-	return &spanSet{tracer: tracer, slot: slot, open: map[uint64]trace.Span{}}
+	return &spanSet{tracer: tracer, slot: slot, open: map[uint64]trace.Span{}, early: map[uint64]error{}}
 }
 
 // start opens the span of the message published with delivery tag tag.
@@ -54,19 +58,19 @@ func (p *spanSet) start(tag uint64, exchange, key string, msg amqp.Publishing, l
 	}
 	_, span := p.tracer.Start(parent, "publish "+exchange, opts...)
 	p.mu.Lock()
-	p.open[tag] = span
+	err, done := p.early[tag]
+	if done {
+		delete(p.early, tag)
+	} else {
+		p.open[tag] = span
+	}
 	p.mu.Unlock()
+	if done {
+		finish(span, err)
+	}
 }
 
-// end closes the span of tag: confirmed when err is nil, failed otherwise.
-func (p *spanSet) end(tag uint64, err error) {
-	p.mu.Lock()
-	span, ok := p.open[tag]
-	delete(p.open, tag)
-	p.mu.Unlock()
-	if !ok {
-		return
-	}
+func finish(span trace.Span, err error) {
 	if err != nil {
 		span.RecordError(err)
 		span.SetStatus(codes.Error, err.Error())
@@ -74,12 +78,27 @@ func (p *spanSet) end(tag uint64, err error) {
 	span.End()
 }
 
+// end closes the span of tag: confirmed when err is nil, failed otherwise.
+func (p *spanSet) end(tag uint64, err error) {
+	p.mu.Lock()
+	span, ok := p.open[tag]
+	if ok {
+		delete(p.open, tag)
+	} else {
+		p.early[tag] = err
+	}
+	p.mu.Unlock()
+	if ok {
+		finish(span, err)
+	}
+}
+
 // endAll closes what the broker did not confirm before the session ended:
 // those messages are published again by the next session.
 func (p *spanSet) endAll(why string) {
 	p.mu.Lock()
 	open := p.open
-	p.open = map[uint64]trace.Span{}
+	p.open, p.early = map[uint64]trace.Span{}, map[uint64]error{}
 	p.mu.Unlock()
 	for _, span := range open {
 		span.SetStatus(codes.Error, why)

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/jackc/pglogrepl"
+	amqp "github.com/rabbitmq/amqp091-go"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"go.opentelemetry.io/otel/attribute"
@@ -84,8 +85,26 @@ func TestPublishSpans(t *testing.T) {
 	assert.False(t, c.Parent().IsValid(), "a row without traceparent: a root span")
 	assert.Equal(t, codes.Error, c.Status().Code)
 	assert.Equal(t, "session ended", c.Status().Description)
-	s.Confirmed(3, time.Now(), commit) // after endAll: nothing left to end
+	s.spans.end(3, nil) // after endAll: nothing left to end
 	assert.Len(t, rec.Ended(), 3)
+}
+
+// A confirm that the confirm loop sees before PublishTo returned its tag
+// ends the span as soon as it starts, with that outcome.
+func TestSpanConfirmedBeforeItStarted(t *testing.T) {
+	rec := tracetest.NewSpanRecorder()
+	p := newSpanSet(sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(rec)).Tracer("test"), "s1")
+	p.end(7, nil)
+	p.end(8, publisher.ErrNacked)
+	assert.Empty(t, rec.Ended())
+	p.start(7, "saga", "k", amqp.Publishing{MessageId: "a"}, 0x10, time.Now())
+	p.start(8, "saga", "k", amqp.Publishing{MessageId: "b"}, 0x20, time.Now())
+	ended := rec.Ended()
+	require.Len(t, ended, 2)
+	assert.Equal(t, codes.Unset, ended[0].Status().Code)
+	assert.Equal(t, codes.Error, ended[1].Status().Code)
+	assert.Empty(t, p.open)
+	assert.Empty(t, p.early)
 }
 
 // Tracing off: no span set, nothing recorded, the message unchanged.

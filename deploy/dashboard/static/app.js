@@ -222,8 +222,21 @@
   // -------------------------------------------------------------- timeline
 
   // Where "open the trace" points: ?jaeger=<Jaeger UI base URL>, else the
-  // gateway's /jaeger (compose and Kubernetes route it to Jaeger's UI).
-  const JAEGER = (new URLSearchParams(location.search).get('jaeger') || '/jaeger').replace(/\/+$/, '');
+  // gateway's /jaeger (compose's Kong routes it to Jaeger's UI, as the
+  // local gateway does with SAGA_DEMO_JAEGER_URL). Only a path of this
+  // origin or an http(s) URL is taken: a javascript: URL in a link would
+  // run on this page.
+  function jaegerBase(v) {
+    if (!v) return '/jaeger';
+    if (v.startsWith('/') && !v.startsWith('//')) return v.replace(/\/+$/, '');
+    try {
+      const u = new URL(v);
+      if (u.protocol === 'http:' || u.protocol === 'https:') return u.href.replace(/\/+$/, '');
+    } catch (e) { /* not a URL */ }
+    console.warn('dashboard: ignoring ?jaeger=' + v + ': want a path or an http(s) URL');
+    return '/jaeger';
+  }
+  const JAEGER = jaegerBase(new URLSearchParams(location.search).get('jaeger'));
   const SERVICES = ['order', 'stock', 'payment'];
   let timelineOrder = null;
   let timelineTimer = null;

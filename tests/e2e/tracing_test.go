@@ -34,14 +34,18 @@ func TestSagaIsOneTrace(t *testing.T) {
 	assert.Empty(t, root.Parent, "the request is the trace's root")
 	assert.Equal(t, "201", root.Attrs["http.response.status_code"])
 
-	// Wait until each service's consumer and each relay has a span in it:
-	// the batches arrive every 100 ms.
+	// Wait until each service's consumer and each relay has a span in it,
+	// and every span's parent has arrived too: each process sends its own
+	// batches, every 100 ms, so a child can come before its parent.
 	var spans []otlptest.Span
-	require.Eventually(t, func() bool {
+	var missing string
+	complete := func() bool {
 		spans = otlp.Trace(root.Trace)
 		seen := map[string]bool{}
+		ids := map[string]bool{}
 		for _, sp := range spans {
 			seen[sp.Service+"/"+sp.Kind+"/"+sp.Attrs["cdc_relay.slot"]] = true
+			ids[sp.ID] = true
 		}
 		relays := 0
 		for k := range seen {
@@ -49,14 +53,22 @@ func TestSagaIsOneTrace(t *testing.T) {
 				relays++
 			}
 		}
-		return relays == 3 && seen["stock/CONSUMER/"] && seen["payment/CONSUMER/"] && seen["order/CONSUMER/"]
-	}, 20*time.Second, 100*time.Millisecond, "the trace lacks a relay or a consumer: %v", func() []string {
 		var names []string
-		for _, sp := range otlp.Trace(root.Trace) {
+		orphans := 0
+		for _, sp := range spans {
 			names = append(names, sp.Service+": "+sp.Name)
+			if sp.Parent != "" && !ids[sp.Parent] {
+				orphans++
+			}
 		}
-		return names
-	}())
+		missing = fmt.Sprintf("%d relays, %d spans whose parent has not arrived; spans: %v", relays, orphans, names)
+		return relays == 3 && orphans == 0 && seen["stock/CONSUMER/"] && seen["payment/CONSUMER/"] && seen["order/CONSUMER/"]
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for !complete() {
+		require.False(t, time.Now().After(deadline), "the trace is not complete after 20 s: %s", missing)
+		time.Sleep(100 * time.Millisecond)
+	}
 
 	acked := map[string]int{}
 	byID := map[string]otlptest.Span{}

@@ -22,7 +22,11 @@ func TestRunRefusesBadSettings(t *testing.T) {
 			}
 			return ""
 		}
-		err := run(context.Background(), []string{"gateway", "-addr", "127.0.0.1:0"}, getenv, io.Discard)
+		// Cancelled: a value wrongly accepted ends run at once instead of
+		// serving forever.
+		ctx, cancel := context.WithCancel(context.Background())
+		cancel()
+		err := run(ctx, []string{"gateway", "-addr", "127.0.0.1:0"}, getenv, io.Discard)
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("%s: err = %v, want %q", env, err, want)
 		}

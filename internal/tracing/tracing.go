@@ -32,7 +32,7 @@ var Propagator propagation.TextMapPropagator = propagation.TraceContext{}
 type Tracing struct {
 	// Enabled is whether spans are recorded and exported.
 	Enabled bool
-	// Endpoint is where they go (for the start-up log).
+	// Endpoint is where they go, its password masked (for the start-up log).
 	Endpoint string
 	// Shutdown flushes what is buffered and stops the exporter.
 	Shutdown func(context.Context) error
@@ -47,10 +47,11 @@ type Tracing struct {
 func Setup(ctx context.Context, getenv func(string) string, service string) (Tracing, error) {
 	off := Tracing{Shutdown: func(context.Context) error { return nil }}
 	// The traces endpoint is the whole URL; the general one is a base, to
-	// which /v1/traces is appended (the OTLP exporter specification).
-	endpoint := getenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
+	// which /v1/traces is appended (as every OpenTelemetry SDK does).
+	variable := "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"
+	endpoint := getenv(variable)
 	if base := getenv("OTEL_EXPORTER_OTLP_ENDPOINT"); endpoint == "" && base != "" {
-		endpoint = strings.TrimRight(base, "/") + "/v1/traces"
+		variable, endpoint = "OTEL_EXPORTER_OTLP_ENDPOINT", strings.TrimRight(base, "/")+"/v1/traces"
 	}
 	if endpoint == "" || strings.EqualFold(strings.TrimSpace(getenv("OTEL_SDK_DISABLED")), "true") {
 		return off, nil
@@ -62,13 +63,17 @@ func Setup(ctx context.Context, getenv func(string) string, service string) (Tra
 	if protocol != "" && protocol != "http/protobuf" {
 		return off, fmt.Errorf("OTEL_EXPORTER_OTLP_PROTOCOL=%s: only http/protobuf is supported (Jaeger and the OpenTelemetry Collector take it on :4318)", protocol)
 	}
+	// Errors and logs show the URL without a password it may carry.
 	u, err := url.Parse(endpoint)
-	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return off, fmt.Errorf("OTEL_EXPORTER_OTLP_ENDPOINT: %q is not an http:// or https:// URL", endpoint)
+	if err != nil {
+		return off, fmt.Errorf("%s is not a URL", variable)
+	}
+	if (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return off, fmt.Errorf("%s: %q is not an http:// or https:// URL", variable, u.Redacted())
 	}
 	exp, err := otlptracehttp.New(ctx, otlptracehttp.WithEndpointURL(endpoint))
 	if err != nil {
-		return off, fmt.Errorf("OTLP exporter for %s: %w", endpoint, err)
+		return off, fmt.Errorf("%s: OTLP exporter for %s: %w", variable, u.Redacted(), err)
 	}
 	name := getenv("OTEL_SERVICE_NAME")
 	if name == "" {
@@ -81,7 +86,7 @@ func Setup(ctx context.Context, getenv func(string) string, service string) (Tra
 	tp := sdktrace.NewTracerProvider(sdktrace.WithBatcher(exp), sdktrace.WithResource(res))
 	otel.SetTracerProvider(tp)
 	otel.SetTextMapPropagator(Propagator)
-	return Tracing{Enabled: true, Endpoint: endpoint, Shutdown: func(ctx context.Context) error {
+	return Tracing{Enabled: true, Endpoint: u.Redacted(), Shutdown: func(ctx context.Context) error {
 		ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 		defer cancel()
 		return tp.Shutdown(ctx)

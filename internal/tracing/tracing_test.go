@@ -49,8 +49,14 @@ func TestSetup(t *testing.T) {
 			enabled: true, endpoint: "https://b:443/otlp/traces"},
 		{name: "grpc is refused", getenv: env("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:4317", "OTEL_EXPORTER_OTLP_PROTOCOL", "grpc"),
 			wantErr: "OTEL_EXPORTER_OTLP_PROTOCOL=grpc: only http/protobuf is supported"},
-		{name: "not a URL", getenv: env("OTEL_EXPORTER_OTLP_ENDPOINT", "127.0.0.1:4318"),
-			wantErr: "is not an http:// or https:// URL"},
+		{name: "no scheme", getenv: env("OTEL_EXPORTER_OTLP_ENDPOINT", "127.0.0.1:4318"),
+			wantErr: "OTEL_EXPORTER_OTLP_ENDPOINT is not a URL"},
+		{name: "not a URL, named by its variable", getenv: env("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "http://a b:secret@x\x7f"),
+			wantErr: "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT is not a URL"},
+		{name: "a password is masked", getenv: env("OTEL_EXPORTER_OTLP_ENDPOINT", "ftp://u:secret@collector:4318"),
+			wantErr: `"ftp://u:xxxxx@collector:4318/v1/traces" is not an http:// or https:// URL`},
+		{name: "on, the password masked in Endpoint", getenv: env("OTEL_EXPORTER_OTLP_ENDPOINT", "http://u:secret@127.0.0.1:4318"),
+			enabled: true, endpoint: "http://u:xxxxx@127.0.0.1:4318/v1/traces"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -61,6 +67,7 @@ func TestSetup(t *testing.T) {
 			if tt.wantErr != "" {
 				require.Error(t, err)
 				assert.Contains(t, err.Error(), tt.wantErr)
+				assert.NotContains(t, err.Error(), "secret")
 				return
 			}
 			require.NoError(t, err)

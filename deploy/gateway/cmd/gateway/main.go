@@ -98,9 +98,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	if *jaeger != "" {
 		u, err := url.Parse(*jaeger)
 		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-			return fmt.Errorf("GATEWAY_JAEGER: %q is not an http:// URL", *jaeger)
+			return errors.New("GATEWAY_JAEGER: not an http:// or https:// URL")
 		}
 		cfg.Routes = append(cfg.Routes, gateway.Route{Prefix: "/jaeger", Upstream: u, KeepPath: true})
+		*jaeger = u.Redacted() // for the log
 	}
 	for i, n := range relayNames {
 		cfg.Relays[n] = relayURLs[i]

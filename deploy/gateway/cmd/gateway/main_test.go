@@ -10,7 +10,7 @@ import (
 // A bad setting stops the gateway before it listens, naming the variable.
 func TestRunRefusesBadSettings(t *testing.T) {
 	for env, want := range map[string]string{
-		"GATEWAY_JAEGER=127.0.0.1:16686": `GATEWAY_JAEGER: "127.0.0.1:16686" is not an http:// URL`,
+		"GATEWAY_JAEGER=127.0.0.1:16686": `GATEWAY_JAEGER: not an http:// or https:// URL`,
 		"GATEWAY_CORS=maybe":             `GATEWAY_CORS: "maybe" is not a boolean`,
 		"GATEWAY_DASHBOARD=2x":           `GATEWAY_DASHBOARD: "2x" is not a boolean`,
 		"LOG_LEVEL=loud":                 `LOG_LEVEL: "loud" is not one of`,

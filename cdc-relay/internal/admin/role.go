@@ -28,9 +28,9 @@ type RoleCreated struct {
 // superuser; on Postgres 16+ a CREATEROLE role that has REPLICATION
 // itself), once per database; run again, it grants what is missing and
 // changes nothing else. On a role that has LOGIN REPLICATION already and
-// with no password, it only grants, so the outbox's owner may run it. The password, when one is given, comes from the
-// file --password-file names, never from the command line, and is sent
-// as its SCRAM-SHA-256 verifier.
+// with no password, it only grants, so the outbox's owner may run it. The
+// password, when one is given, comes from the file --password-file names,
+// never from the command line, and is sent as its SCRAM-SHA-256 verifier.
 func runRoleCreate(ctx context.Context, o options, stdout, _ io.Writer) error {
 	password := ""
 	if o.passwordFile != "" {

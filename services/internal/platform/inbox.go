@@ -310,18 +310,18 @@ func (c *Consumer) deliver(ctx context.Context, d amqp.Delivery, retries *backof
 // context the message's headers carry, with the inbox's dedup result; the
 // outbox rows the handler writes carry that span's context on.
 func (c *Consumer) Handle(ctx context.Context, msg Delivery) (Outcome, error) {
-	ctx, span := tracing.Tracer().Start(tracing.Extract(ctx, msg.Headers), "process "+c.Queue,
-		trace.WithSpanKind(trace.SpanKindConsumer), trace.WithAttributes(
+	ctx, span := tracing.Tracer().Start(tracing.Extract(ctx, msg.Headers), "process "+c.Queue, trace.WithSpanKind(trace.SpanKindConsumer))
+	defer span.End()
+	out, err := c.handle(ctx, msg)
+	if span.IsRecording() { // tracing off: no attributes built per message
+		span.SetAttributes(
 			attribute.String("messaging.system", "rabbitmq"),
 			attribute.String("messaging.operation.type", "process"),
 			attribute.String("messaging.destination.name", c.Queue),
 			attribute.String("messaging.message.id", msg.MessageID),
 			attribute.String("messaging.rabbitmq.destination.routing_key", msg.RoutingKey),
-			attribute.String("saga.event_type", msg.Type)))
-	defer span.End()
-	out, err := c.handle(ctx, msg)
-	if span.IsRecording() {
-		span.SetAttributes(attribute.String("saga.outcome", out.String()), attribute.Bool("saga.inbox.duplicate", out == OutcomeDuplicate))
+			attribute.String("saga.event_type", msg.Type),
+			attribute.String("saga.outcome", out.String()), attribute.Bool("saga.inbox.duplicate", out == OutcomeDuplicate))
 		if err != nil {
 			span.RecordError(err)
 			span.SetStatus(codes.Error, err.Error())
@@ -395,7 +395,13 @@ func MessageID(property string, headers amqp.Table) string {
 	if property != "" {
 		return property
 	}
-	switch v := headers[event.HeaderDopMsgID].(type) {
+	return headerText(headers, event.HeaderDopMsgID)
+}
+
+// headerText is the text of header key: a string or byte-array value; ""
+// for any other type or none.
+func headerText(headers amqp.Table, key string) string {
+	switch v := headers[key].(type) {
 	case string:
 		return v
 	case []byte:
@@ -408,19 +414,10 @@ func MessageID(property string, headers amqp.Table) string {
 // else its cloudEvents_subject (the relay sets both to the outbox row's
 // aggregate_id); "" when it carries neither.
 func AggregateID(headers amqp.Table) string {
-	for _, k := range []string{event.HeaderAggregateID, event.HeaderCloudEventsSubject} {
-		switch v := headers[k].(type) {
-		case string:
-			if v != "" {
-				return v
-			}
-		case []byte:
-			if len(v) > 0 {
-				return string(v)
-			}
-		}
+	if id := headerText(headers, event.HeaderAggregateID); id != "" {
+		return id
 	}
-	return ""
+	return headerText(headers, event.HeaderCloudEventsSubject)
 }
 
 // backoff is exponential with full jitter.

@@ -6,12 +6,15 @@ import (
 	"log/slog"
 	"net/http"
 	"regexp"
-	"strings"
 	"time"
 
 	"github.com/gin-gonic/gin"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/saga-cdc/saga/internal/tracing"
 )
 
 // SagaMessages is one service's part of an order's saga, as
@@ -50,13 +53,16 @@ type InboxEntry struct {
 
 var orderIDPattern = regexp.MustCompile(`^[0-9]{1,19}$`)
 
-// traceparentID is the trace id of a W3C traceparent, or "".
+// traceparentID is the trace id of a valid W3C traceparent, or "".
 func traceparentID(tp string) string {
-	parts := strings.Split(tp, "-")
-	if len(parts) != 4 || len(parts[1]) != 32 || strings.Trim(parts[1], "0123456789abcdef") != "" || strings.Trim(parts[1], "0") == "" {
+	if tp == "" {
 		return ""
 	}
-	return parts[1]
+	ctx := tracing.Propagator.Extract(context.Background(), propagation.MapCarrier{"traceparent": tp})
+	if sc := trace.SpanContextFromContext(ctx); sc.IsValid() {
+		return sc.TraceID().String()
+	}
+	return ""
 }
 
 // ReadSaga reads service's part of order's saga from its database.

@@ -483,8 +483,30 @@ func envOf(t *testing.T, objs map[string]obj, pod, c obj) map[string]string {
 // from the Secret or ConfigMap volume mounted over it.
 func mountedFile(t *testing.T, objs map[string]obj, pod, c obj, path string) string {
 	t.Helper()
+	vol, key, ok := mountAt(pod, c, path)
+	switch {
+	case !ok:
+		t.Errorf("%s: %s is in no Secret or ConfigMap the container mounts", c.str("name"), path)
+	case vol.get("secret") != nil:
+		if d, ok := mustObj(t, objs, "Secret/"+vol.str("secret", "secretName")).strMap("data")[key]; ok {
+			return decodeB64(t, d)
+		}
+		t.Errorf("%s: %s: Secret %s has no key %s", c.str("name"), path, vol.str("secret", "secretName"), key)
+	default:
+		if d, ok := mustObj(t, objs, "ConfigMap/"+vol.str("configMap", "name")).strMap("data")[key]; ok {
+			return d
+		}
+		t.Errorf("%s: %s: ConfigMap %s has no key %s", c.str("name"), path, vol.str("configMap", "name"), key)
+	}
+	return ""
+}
+
+// mountAt finds the Secret or ConfigMap volume of pod that container c
+// mounts over path, and the key that file holds: with items, only the
+// listed paths are files.
+func mountAt(pod, c obj, path string) (vol obj, key string, ok bool) {
 	for _, m := range c.objs("volumeMounts") {
-		key, ok := strings.CutPrefix(path, m.str("mountPath")+"/")
+		file, ok := strings.CutPrefix(path, m.str("mountPath")+"/")
 		if !ok {
 			continue
 		}
@@ -492,34 +514,30 @@ func mountedFile(t *testing.T, objs map[string]obj, pod, c obj, path string) str
 			if v.str("name") != m.str("name") {
 				continue
 			}
-			switch {
-			case v.get("secret") != nil:
-				data := mustObj(t, objs, "Secret/"+v.str("secret", "secretName")).strMap("data")
-				if items := v.objs("secret", "items"); len(items) > 0 {
-					// Only the listed keys are files, under their paths.
-					found := ""
-					for _, it := range items {
-						if it.str("path") == key {
-							found = it.str("key")
-						}
-					}
-					key = found
-				}
-				if d, ok := data[key]; ok && key != "" {
-					return decodeB64(t, d)
-				}
-			case v.get("configMap") != nil:
-				data := mustObj(t, objs, "ConfigMap/"+v.str("configMap", "name")).strMap("data")
-				if d, ok := data[key]; ok {
-					return d
+			kind := "secret"
+			if v.get("configMap") != nil {
+				kind = "configMap"
+			} else if v.get("secret") == nil {
+				continue
+			}
+			items := v.objs(kind, "items")
+			if len(items) == 0 {
+				return v, file, true
+			}
+			for _, it := range items {
+				if it.str("path") == file {
+					return v, it.str("key"), true
 				}
 			}
-			t.Errorf("%s: %s: volume %s has no key %s", c.str("name"), path, v.str("name"), key)
-			return ""
 		}
 	}
-	t.Errorf("%s: %s is in no Secret or ConfigMap the container mounts", c.str("name"), path)
-	return ""
+	return nil, "", false
+}
+
+// mountsFile reports whether container c of pod has a Secret file at path.
+func mountsFile(pod, c obj, path string) bool {
+	vol, _, ok := mountAt(pod, c, path)
+	return ok && vol.get("secret") != nil
 }
 
 func matches(selector, labels map[string]string) bool {
@@ -638,31 +656,6 @@ func TestHelmChartKeepsSecretsOutOfTheEnvironment(t *testing.T) {
 	if got := fmt.Sprint(grant.get("args")); got != "[role create --role relay --table public.outbox]" {
 		t.Errorf("relay-grant args = %s", got)
 	}
-}
-
-// mountsFile reports whether container c of pod has a Secret file at path.
-func mountsFile(pod, c obj, path string) bool {
-	for _, m := range c.objs("volumeMounts") {
-		key, ok := strings.CutPrefix(path, m.str("mountPath")+"/")
-		if !ok {
-			continue
-		}
-		for _, v := range pod.objs("spec", "template", "spec", "volumes") {
-			if v.str("name") != m.str("name") || v.get("secret") == nil {
-				continue
-			}
-			items := v.objs("secret", "items")
-			if len(items) == 0 {
-				return true // every key of the Secret
-			}
-			for _, it := range items {
-				if it.str("path") == key {
-					return true
-				}
-			}
-		}
-	}
-	return false
 }
 
 // The chart's roles go into URLs and SQL unescaped: a role name that is not

@@ -212,12 +212,15 @@ func TestContainersRunAsNonRootReadOnly(t *testing.T) {
 			if o.str("kind") != "Deployment" || strings.HasSuffix(key, "-db-deployment") {
 				continue
 			}
-			if o.str("spec", "template", "spec", "securityContext", "runAsNonRoot") != "true" {
-				t.Errorf("%s (%s): the pod has no runAsNonRoot", key, mode)
+			pod := []any{"spec", "template", "spec"}
+			if o.str(append(pod, "securityContext", "runAsNonRoot")...) != "true" ||
+				o.str(append(pod, "securityContext", "seccompProfile", "type")...) != "RuntimeDefault" {
+				t.Errorf("%s (%s): the pod is not runAsNonRoot with the RuntimeDefault seccomp profile: %v", key, mode, o.get(append(pod, "securityContext")...))
 			}
-			for _, c := range append(o.objs("spec", "template", "spec", "containers"), o.objs("spec", "template", "spec", "initContainers")...) {
-				if c.str("securityContext", "readOnlyRootFilesystem") != "true" || c.str("securityContext", "allowPrivilegeEscalation") != "false" {
-					t.Errorf("%s/%s (%s): not read-only without privilege escalation: %v", key, c.str("name"), mode, c.get("securityContext"))
+			for _, c := range append(o.objs(append(pod, "containers")...), o.objs(append(pod, "initContainers")...)...) {
+				if c.str("securityContext", "readOnlyRootFilesystem") != "true" || c.str("securityContext", "allowPrivilegeEscalation") != "false" ||
+					fmt.Sprint(c.get("securityContext", "capabilities", "drop")) != "[ALL]" {
+					t.Errorf("%s/%s (%s): not read-only, without privilege escalation and every capability dropped: %v", key, c.str("name"), mode, c.get("securityContext"))
 				}
 			}
 		}
